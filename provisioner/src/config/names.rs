@@ -1,0 +1,133 @@
+//! Every AWS resource name derived from the app and environment names, in one place,
+//! so templates, the deploy engine and the functions agree, and limits are checked once.
+
+use serde::Serialize;
+
+/// Names of one environment's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Names {
+    /// `{app}-{env}`: the prefix of every name below.
+    pub prefix: String,
+    pub records_table: String,
+    pub ledger_table: String,
+    pub queue: String,
+    pub dead_letter_queue: String,
+    pub alarm_topic: String,
+    pub dashboard: String,
+    pub kms_alias: String,
+    pub http_api: String,
+    pub schedule_rule: String,
+    pub security_group: String,
+    pub endpoint_security_group: String,
+    pub permissions_boundary: String,
+    pub signing_secret: String,
+    pub signing_parameter: String,
+    pub artifact_bucket: String,
+    pub metrics_namespace: String,
+}
+
+/// A name and the limit AWS puts on it, for validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitedName {
+    pub what: String,
+    pub name: String,
+    pub max_len: usize,
+}
+
+impl Names {
+    pub fn new(app: &str, env: &str, account_id: &str, region: &str) -> Self {
+        let prefix = format!("{app}-{env}");
+        Self {
+            records_table: format!("{prefix}-records"),
+            ledger_table: format!("{prefix}-ledger"),
+            queue: format!("{prefix}-records"),
+            dead_letter_queue: format!("{prefix}-records-dlq"),
+            alarm_topic: format!("{prefix}-alarms"),
+            dashboard: prefix.clone(),
+            kms_alias: format!("alias/{prefix}-data"),
+            http_api: format!("{prefix}-ingest"),
+            schedule_rule: format!("{prefix}-reconciler-schedule"),
+            security_group: format!("{prefix}-functions"),
+            endpoint_security_group: format!("{prefix}-endpoints"),
+            permissions_boundary: format!("{prefix}-boundary"),
+            signing_secret: format!("{prefix}-ingest-signing"),
+            signing_parameter: format!("/{app}/{env}/ingest/signing-secret"),
+            artifact_bucket: format!("{prefix}-artifacts-{account_id}-{region}"),
+            metrics_namespace: format!("{app}/{env}"),
+            prefix,
+        }
+    }
+
+    pub fn stack(&self, stack: &str) -> String {
+        format!("{}-{stack}", self.prefix)
+    }
+
+    pub fn function(&self, function: &str) -> String {
+        format!("{}-{function}", self.prefix)
+    }
+
+    pub fn role(&self, function: &str) -> String {
+        format!("{}-{function}-role", self.prefix)
+    }
+
+    pub fn log_group(&self, function: &str) -> String {
+        format!("/aws/lambda/{}", self.function(function))
+    }
+
+    /// Cross-stack export name of `output` in `stack`.
+    pub fn export(&self, stack: &str, output: &str) -> String {
+        format!("{}-{stack}-{output}", self.prefix)
+    }
+
+    /// Every name with a length limit, with the limit.
+    pub fn limited(&self, stacks: &[&str], functions: &[&str]) -> Vec<LimitedName> {
+        let limit = |what: &str, name: &str, max_len| LimitedName {
+            what: what.to_string(),
+            name: name.to_string(),
+            max_len,
+        };
+        let mut names = vec![
+            limit("DynamoDB table name", &self.records_table, 255),
+            limit("DynamoDB table name", &self.ledger_table, 255),
+            limit("SQS queue name", &self.queue, 80),
+            limit("SQS queue name", &self.dead_letter_queue, 80),
+            limit("SNS topic name", &self.alarm_topic, 256),
+            limit("CloudWatch dashboard name", &self.dashboard, 255),
+            limit("KMS alias", &self.kms_alias, 256),
+            limit("EventBridge rule name", &self.schedule_rule, 64),
+            limit("IAM managed policy name", &self.permissions_boundary, 128),
+            limit("Secrets Manager secret name", &self.signing_secret, 512),
+            limit("S3 bucket name", &self.artifact_bucket, 63),
+        ];
+        for stack in stacks {
+            names.push(limit("CloudFormation stack name", &self.stack(stack), 128));
+        }
+        for function in functions {
+            names.push(limit("Lambda function name", &self.function(function), 64));
+            names.push(limit("IAM role name", &self.role(function), 64));
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    #[test]
+    fn names_share_the_app_and_environment_prefix() {
+        let names = Names::new("datasync", "prod", "456789012345", "eu-west-1");
+        assert_eq!(names.records_table, "datasync-prod-records");
+        assert_eq!(names.dead_letter_queue, "datasync-prod-records-dlq");
+        assert_eq!(names.function("worker"), "datasync-prod-worker");
+        assert_eq!(
+            names.log_group("worker"),
+            "/aws/lambda/datasync-prod-worker"
+        );
+        assert_eq!(names.export("data", "KeyArn"), "datasync-prod-data-KeyArn");
+        assert_eq!(
+            names.artifact_bucket,
+            "datasync-prod-artifacts-456789012345-eu-west-1"
+        );
+    }
+}

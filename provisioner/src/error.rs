@@ -1,0 +1,62 @@
+//! The provisioner's top-level error, and how it is reported to a person.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::render::RenderError;
+
+/// Everything that can stop a command. Each variant carries what a person needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("{path} is not the platform repository: it has no `environments/` and `stacks/` directories")]
+    NotARepository { path: PathBuf },
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        action: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{message}")]
+    Other { message: String, help: String },
+}
+
+impl Error {
+    /// The next step a person should take, when there is one to suggest.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            Error::Config(error) => error.help(),
+            Error::Render(error) => error.help(),
+            Error::NotARepository { .. } => Some(
+                "run the command inside a checkout of the repository, or pass --root <DIR> \
+                 (or set PROVISIONER_ROOT)"
+                    .into(),
+            ),
+            Error::Io { .. } => None,
+            Error::Other { help, .. } => Some(help.clone()).filter(|help| !help.is_empty()),
+        }
+    }
+}
+
+/// Formats an error with its whole cause chain and its help, for stderr.
+pub fn report(error: &Error) -> String {
+    let mut text = format!("error: {error}");
+    let mut source = std::error::Error::source(error);
+    let mut seen = vec![error.to_string()];
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !seen.iter().any(|earlier| earlier.contains(&line)) {
+            text.push_str(&format!("\n  caused by: {line}"));
+            seen.push(line);
+        }
+        source = cause.source();
+    }
+    if let Some(help) = error.help() {
+        text.push_str(&format!("\n  help: {help}"));
+    }
+    text
+}

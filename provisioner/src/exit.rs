@@ -1,0 +1,27 @@
+//! The documented process exit codes, so that CI can tell "changes found" from "failed".
+
+use std::process::ExitCode;
+
+/// Every exit code the provisioner returns. The numbers are part of the interface:
+/// scripts depend on them, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The command did what it was asked; for `plan --detailed-exitcode`, no changes.
+    Success = 0,
+    /// Something failed: bad input, an AWS error, a failed deployment.
+    Failed = 1,
+    /// Arguments could not be parsed (clap's own code).
+    Usage = 2,
+    /// Rendered templates failed validation (render checks or cfn-lint).
+    ValidationFailed = 3,
+    /// A safety guard refused to go on (stateful replacement, no confirmation).
+    Refused = 4,
+    /// `plan --detailed-exitcode` found changes to apply.
+    ChangesPresent = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}

@@ -1,0 +1,19 @@
+//! The `provisioner` binary: parses arguments, sets up logging, and hands over to the
+//! library so that everything it does can also be driven in-process by tests.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = provisioner::cli::Cli::parse();
+    provisioner::logging::init(cli.global.verbose);
+    let mut stdout = std::io::stdout().lock();
+    match provisioner::run(cli, &mut stdout) {
+        Ok(code) => code.into(),
+        Err(error) => {
+            eprintln!("{}", provisioner::error::report(&error));
+            provisioner::exit::Exit::Failed.into()
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Rendering: one typed context per stack, tera templates from `stacks/`, and the
+//! rendered CloudFormation with its digest, parameters and tags, ready to check and deploy.
+
+pub mod catalog;
+pub mod checks;
+pub mod context;
+pub mod dashboard;
+pub mod functions;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::{self, Environment};
+use crate::project::Project;
+
+pub use catalog::{Catalog, StackSpec};
+pub use functions::FunctionSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Catalog { file: String, message: String },
+    #[error("stack `{stack}` has no template context (stacks/stacks.yaml lists it, but the provisioner does not know how to render it)")]
+    UnknownStack { stack: String },
+    #[error("could not load template {file}: {}", chain(.source))]
+    Parse {
+        file: String,
+        #[source]
+        source: tera::Error,
+    },
+    #[error("could not render {file} for environment `{env}`: {}", chain(.source))]
+    Template {
+        file: String,
+        env: String,
+        #[source]
+        source: tera::Error,
+    },
+    #[error("the rendered {stack} stack of `{env}` is not valid YAML: {message}")]
+    Output {
+        env: String,
+        stack: String,
+        message: String,
+    },
+}
+
+/// Tera's own message is only the top of the story: the cause is in the chain.
+fn chain(error: &tera::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl RenderError {
+    pub fn help(&self) -> Option<String> {
+        match self {
+            RenderError::Template { .. } => Some(
+                "a variable the template uses is missing from its context or misspelt; \
+                 contexts are defined in provisioner/src/render/context.rs"
+                    .into(),
+            ),
+            RenderError::UnknownStack { .. } => Some(
+                "add a context for it in provisioner/src/render/context.rs, or remove it from stacks/stacks.yaml".into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// One rendered stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedStack {
+    /// Stack id from `stacks/stacks.yaml`, e.g. `network`.
+    pub id: String,
+    /// CloudFormation stack name, e.g. `datasync-dev-network`.
+    pub stack_name: String,
+    pub depends_on: Vec<String>,
+    #[serde(skip)]
+    pub body: String,
+    /// sha256 of `body`, hex.
+    pub sha256: String,
+    /// Template parameters the deployment must supply (e.g. function code keys).
+    pub parameters: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Every stack of one environment, in deployment order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedEnvironment {
+    pub env: String,
+    /// sha256 of the resolved configuration (canonical JSON), hex.
+    pub config_sha256: String,
+    pub stacks: Vec<RenderedStack>,
+}
+
+/// Templates, stack catalog and function manifest, loaded once and rendered many times.
+#[derive(Debug)]
+pub struct Renderer {
+    tera: tera::Tera,
+    catalog: Catalog,
+    functions: Vec<FunctionSpec>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Renderer {
+    pub fn load(project: &Project) -> Result<Self, RenderError> {
+        let catalog = Catalog::load(project)?;
+        let functions = functions::load(project)?;
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(Vec::new());
+        let mut sources = Vec::new();
+        for stack in &catalog.stacks {
+            let path = project.stacks_dir().join(&stack.template);
+            let file = project.display_path(&path);
+            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            sources.push((stack.template.clone(), text));
+        }
+        tera.add_raw_templates(sources)
+            .map_err(|source| RenderError::Parse {
+                file: "stacks/".into(),
+                source,
+            })?;
+        Ok(Self {
+            tera,
+            catalog,
+            functions,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn functions(&self) -> &[FunctionSpec] {
+        &self.functions
+    }
+
+    /// Loads environment `name` with this renderer's stack ids.
+    pub fn load_environment(
+        &self,
+        project: &Project,
+        name: &str,
+    ) -> Result<Environment, crate::error::Error> {
+        Ok(config::load(project, name, &self.catalog.ids())?)
+    }
+
+    /// Renders every stack of `env`, in deployment order.
+    pub fn render(&self, env: &Environment) -> Result<RenderedEnvironment, RenderError> {
+        let order = self
+            .catalog
+            .deployment_order()
+            .map_err(|cycle| RenderError::Catalog {
+                file: "stacks/stacks.yaml".into(),
+                message: format!("stack dependencies form a cycle: {}", cycle.join(" -> ")),
+            })?;
+        let mut stacks = Vec::with_capacity(order.len());
+        for spec in order {
+            stacks.push(self.render_stack(env, spec)?);
+        }
+        let config_json = serde_json::to_vec(&env.settings).unwrap_or_default();
+        Ok(RenderedEnvironment {
+            env: env.name.clone(),
+            config_sha256: sha256_hex(&config_json),
+            stacks,
+        })
+    }
+
+    fn render_stack(
+        &self,
+        env: &Environment,
+        spec: &StackSpec,
+    ) -> Result<RenderedStack, RenderError> {
+        let context = context::build(env, &spec.id, &spec.description, &self.functions)
+            .ok_or_else(|| RenderError::UnknownStack {
+                stack: spec.id.clone(),
+            })?;
+        let tera_context =
+            tera::Context::from_serialize(&context).map_err(|source| RenderError::Template {
+                file: format!("stacks/{}", spec.template),
+                env: env.name.clone(),
+                source,
+            })?;
+        let body = self
+            .tera
+            .render(&spec.template, &tera_context)
+            .map_err(|source| RenderError::Template {
+                file: format!("stacks/{}", spec.template),
+                env: env.name.clone(),
+                source,
+            })?;
+        let parameters = template_parameters(&body).map_err(|message| RenderError::Output {
+            env: env.name.clone(),
+            stack: spec.id.clone(),
+            message,
+        })?;
+        Ok(RenderedStack {
+            id: spec.id.clone(),
+            stack_name: env.names.stack(&spec.id),
+            depends_on: spec.depends_on.clone(),
+            sha256: sha256_hex(body.as_bytes()),
+            parameters,
+            tags: context
+                .common()
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+            body,
+        })
+    }
+}
+
+/// Names of the template's `Parameters`, in template order.
+fn template_parameters(body: &str) -> Result<Vec<String>, String> {
+    let value: serde_yaml::Value = serde_yaml::from_str(body).map_err(|error| error.to_string())?;
+    Ok(value
+        .get("Parameters")
+        .and_then(serde_yaml::Value::as_mapping)
+        .map(|parameters| {
+            parameters
+                .keys()
+                .filter_map(|key| key.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -1,0 +1,188 @@
+//! What rendering guarantees beyond the snapshots: strictness, checks on the output,
+//! per-environment differences that matter, and determinism.
+
+mod common;
+
+use common::Fixture;
+use provisioner::render::{RenderError, Renderer};
+
+fn render(fixture: &Fixture, env: &str) -> provisioner::render::RenderedEnvironment {
+    let project = fixture.project();
+    let renderer = Renderer::load(&project).expect("templates load");
+    let env = renderer
+        .load_environment(&project, env)
+        .expect("environment loads");
+    renderer.render(&env).expect("renders")
+}
+
+fn body<'a>(rendered: &'a provisioner::render::RenderedEnvironment, stack: &str) -> &'a str {
+    &rendered
+        .stacks
+        .iter()
+        .find(|s| s.id == stack)
+        .expect("stack rendered")
+        .body
+}
+
+#[test]
+fn a_variable_missing_from_the_context_is_an_error_naming_it() {
+    let fixture = Fixture::new();
+    let template = fixture.read("stacks/data.yaml.tera");
+    fixture.write(
+        "stacks/data.yaml.tera",
+        &template.replace(
+            "BillingMode: {{ billing_mode }}",
+            "BillingMode: {{ billing_mod }}",
+        ),
+    );
+    let project = fixture.project();
+    let renderer = Renderer::load(&project).expect("templates load");
+    let env = renderer
+        .load_environment(&project, "dev")
+        .expect("dev loads");
+    let error = renderer
+        .render(&env)
+        .expect_err("a missing variable must fail");
+    assert!(matches!(error, RenderError::Template { .. }));
+    let text = error.to_string();
+    assert!(text.contains("stacks/data.yaml.tera"), "{text}");
+    assert!(text.contains("`dev`"), "{text}");
+    assert!(
+        text.contains("billing_mod"),
+        "the cause names the variable: {text}"
+    );
+}
+
+#[test]
+fn the_checks_catch_an_import_of_an_export_nobody_makes() {
+    let fixture = Fixture::new();
+    let template = fixture.read("stacks/compute.yaml.tera");
+    fixture.write(
+        "stacks/compute.yaml.tera",
+        &template.replace(
+            "network-FunctionSecurityGroupId",
+            "network-FunctionSecurityGroup",
+        ),
+    );
+    let findings = provisioner::commands::render::check(&render(&fixture, "dev"));
+    assert_eq!(findings.len(), 3, "one per function: {findings:#?}");
+    assert!(findings.iter().all(|f| f.stack == "compute"));
+    assert!(
+        findings[0]
+            .message
+            .contains("datasync-dev-network-FunctionSecurityGroup"),
+        "{}",
+        findings[0]
+    );
+}
+
+#[test]
+fn high_availability_gives_each_zone_its_nat_gateway() {
+    let fixture = Fixture::new();
+    let dev = render(&fixture, "dev");
+    let prod = render(&fixture, "prod");
+    let nat_count = |body: &str| body.matches("Type: AWS::EC2::NatGateway").count();
+    assert_eq!(
+        nat_count(body(&dev, "network")),
+        1,
+        "dev shares one NAT gateway"
+    );
+    assert_eq!(
+        nat_count(body(&prod, "network")),
+        3,
+        "prod has one per zone"
+    );
+    assert_eq!(
+        body(&dev, "network")
+            .matches("NatGatewayId: !Ref NatGatewayA")
+            .count(),
+        2
+    );
+    assert!(body(&prod, "network").contains("NatGatewayId: !Ref NatGatewayC"));
+    assert!(
+        body(&prod, "network").contains("Type: Interface")
+            && !body(&dev, "network").contains("Type: Interface")
+    );
+}
+
+#[test]
+fn stateful_resources_are_retained_only_where_the_environment_says_so() {
+    let fixture = Fixture::new();
+    let dev = render(&fixture, "dev");
+    let prod = render(&fixture, "prod");
+    for stack in ["data", "messaging", "compute"] {
+        assert!(
+            !body(&dev, stack).contains("DeletionPolicy: Retain"),
+            "dev {stack}"
+        );
+        assert!(
+            body(&prod, stack).contains("DeletionPolicy: Retain"),
+            "prod {stack}"
+        );
+        assert!(
+            body(&prod, stack).contains("UpdateReplacePolicy: Retain"),
+            "prod {stack}"
+        );
+    }
+    assert!(body(&prod, "data").contains("DeletionProtectionEnabled: true"));
+    assert!(body(&prod, "data").contains("PointInTimeRecoveryEnabled: true"));
+    assert!(body(&dev, "data").contains("PointInTimeRecoveryEnabled: false"));
+}
+
+#[test]
+fn every_resource_is_tagged_with_app_env_and_stack() {
+    let fixture = Fixture::new();
+    let staging = render(&fixture, "staging");
+    for stack in &staging.stacks {
+        assert_eq!(stack.tags.get("app").map(String::as_str), Some("datasync"));
+        assert_eq!(stack.tags.get("env").map(String::as_str), Some("staging"));
+        assert_eq!(stack.tags.get("stack"), Some(&stack.id));
+        assert_eq!(
+            stack.tags.get("cost-center").map(String::as_str),
+            Some("4100")
+        );
+    }
+    let compute = body(&staging, "compute");
+    assert!(compute.contains(r#"{"Key":"stack","Value":"compute"}"#));
+}
+
+#[test]
+fn only_compute_asks_for_parameters_and_they_are_the_code_locations() {
+    let fixture = Fixture::new();
+    let dev = render(&fixture, "dev");
+    for stack in &dev.stacks {
+        if stack.id == "compute" {
+            assert_eq!(
+                stack.parameters,
+                [
+                    "ArtifactBucket",
+                    "IngestCodeKey",
+                    "WorkerCodeKey",
+                    "ReconcilerCodeKey"
+                ]
+            );
+        } else {
+            assert!(
+                stack.parameters.is_empty(),
+                "{} asks for {:?}",
+                stack.id,
+                stack.parameters
+            );
+        }
+    }
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let fixture = Fixture::new();
+    let first = render(&fixture, "prod");
+    let second = render(&fixture, "prod");
+    let digests = |r: &provisioner::render::RenderedEnvironment| {
+        r.stacks
+            .iter()
+            .map(|s| s.sha256.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(digests(&first), digests(&second));
+    assert_eq!(first.config_sha256, second.config_sha256);
+}
