@@ -15,7 +15,7 @@ use crate::project::Project;
 use crate::render::checks::Finding;
 use crate::render::Renderer;
 
-use super::render::{check, selected, write_environment};
+use super::render::{check, for_each_environment, selected, write_environment};
 
 /// How to install the pinned linter.
 pub const CFN_LINT_INSTALL: &str =
@@ -136,12 +136,12 @@ pub fn run(
             "warning: cfn-lint is not installed, so only the built-in checks ran.\n  help: {CFN_LINT_INSTALL}, or pip install cfn-lint"
         );
     }
-    let mut results = Vec::new();
-    for name in selected(project, &args.selection)? {
-        let env = renderer.load_environment(project, &name)?;
+    let names = selected(project, &args.selection)?;
+    let results = for_each_environment(&names, |name| {
+        let env = renderer.load_environment(project, name)?;
         let rendered = renderer.render(&env)?;
         let findings = check(&rendered);
-        let dir = project.root().join("build").join(".lint").join(&name);
+        let dir = project.root().join("build").join(".lint").join(name);
         let manifest = write_environment(
             &rendered,
             findings.clone(),
@@ -163,12 +163,12 @@ pub fn run(
             }
             None => None,
         };
-        results.push(EnvironmentLint {
-            env: name,
+        Ok(EnvironmentLint {
+            env: name.to_string(),
             findings,
             cfn_lint: cfn,
-        });
-    }
+        })
+    })?;
     let failed = results.iter().any(|result| {
         !result.findings.is_empty() || result.cfn_lint.iter().flatten().any(LintMessage::fails)
     });

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
-use crate::render::checks::{check_stacks, Finding, StackTemplate};
+use crate::render::checks::Finding;
 use crate::render::{RenderedEnvironment, Renderer};
 
 /// The environments a selection names.
@@ -23,18 +23,35 @@ pub fn selected(project: &Project, selection: &EnvSelection) -> Result<Vec<Strin
     }
 }
 
-/// Runs the in-process checks over every stack of one environment.
+/// Runs `work` for every named environment, in parallel, and returns the results in
+/// the order of `names` (or the first error, in that order).
+pub fn for_each_environment<T: Send>(
+    names: &[String],
+    work: impl Fn(&str) -> Result<T, Error> + Sync,
+) -> Result<Vec<T>, Error> {
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .iter()
+            .map(|name| scope.spawn(move || work(name)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    Err(Error::Other {
+                        message: "rendering an environment crashed".into(),
+                        help: "run again with -vv and report the output".into(),
+                    })
+                })
+            })
+            .collect()
+    })
+}
+
+/// What the in-process checks found in one rendered environment.
 pub fn check(rendered: &RenderedEnvironment) -> Vec<Finding> {
-    let templates: Vec<StackTemplate<'_>> = rendered
-        .stacks
-        .iter()
-        .map(|stack| StackTemplate {
-            id: &stack.id,
-            depends_on: &stack.depends_on,
-            body: &stack.body,
-        })
-        .collect();
-    check_stacks(&templates)
+    rendered.findings.clone()
 }
 
 /// What `render` wrote for one environment; also written as `manifest.json`.
@@ -117,19 +134,19 @@ pub fn run(
     } else {
         std::env::current_dir().unwrap_or_default().join(&args.out)
     };
-    let mut manifests = Vec::new();
-    for name in selected(project, &args.selection)? {
-        let env = renderer.load_environment(project, &name)?;
+    let names = selected(project, &args.selection)?;
+    let manifests = for_each_environment(&names, |name| {
+        let env = renderer.load_environment(project, name)?;
         let rendered = renderer.render(&env)?;
         let findings = check(&rendered);
         let dir: PathBuf = if args.selection.all {
-            out_dir.join(&name)
+            out_dir.join(name)
         } else {
             out_dir.clone()
         };
         let display_dir = project.display_path(&dir);
-        manifests.push(write_environment(&rendered, findings, &dir, display_dir)?);
-    }
+        write_environment(&rendered, findings, &dir, display_dir)
+    })?;
     let failed = manifests
         .iter()
         .any(|manifest| !manifest.findings.is_empty());

@@ -84,8 +84,23 @@ impl fmt::Display for Finding {
 
 const MAX_BODY_BYTES: usize = 51_200;
 
+/// The outcome of checking one environment's stacks.
+#[derive(Debug, Clone, Default)]
+pub struct Checked {
+    /// Sorted by stack, then location.
+    pub findings: Vec<Finding>,
+    /// Each parsed stack's `Parameters`, in template order, from the same parse.
+    pub parameters: BTreeMap<String, Vec<String>>,
+}
+
 /// Checks every rendered stack of one environment; findings are sorted by stack, then location.
 pub fn check_stacks(stacks: &[StackTemplate<'_>]) -> Vec<Finding> {
+    check_and_describe(stacks).findings
+}
+
+/// Checks every rendered stack of one environment and reports what each declares.
+pub fn check_and_describe(stacks: &[StackTemplate<'_>]) -> Checked {
+    let mut parameters = BTreeMap::new();
     let mut out = Vec::new();
     let graph = check_stack_graph(stacks, &mut out);
     let mut imports = Vec::new();
@@ -99,6 +114,14 @@ pub fn check_stacks(stacks: &[StackTemplate<'_>]) -> Vec<Finding> {
         let Some(template) = parse_template(stack.id, stack.body, &mut out) else {
             continue;
         };
+        parameters.insert(
+            stack.id.to_string(),
+            template
+                .parameters
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect(),
+        );
         imports.extend(
             check_template(stack.id, &template, &mut out)
                 .into_iter()
@@ -131,7 +154,10 @@ pub fn check_stacks(stacks: &[StackTemplate<'_>]) -> Vec<Finding> {
         ))
     });
     out.dedup();
-    out
+    Checked {
+        findings: out,
+        parameters,
+    }
 }
 
 fn finding(

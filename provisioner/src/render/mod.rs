@@ -43,12 +43,6 @@ pub enum RenderError {
         #[source]
         source: tera::Error,
     },
-    #[error("the rendered {stack} stack of `{env}` is not valid YAML: {message}")]
-    Output {
-        env: String,
-        stack: String,
-        message: String,
-    },
 }
 
 /// Tera's own message is only the top of the story: the cause is in the chain.
@@ -96,13 +90,15 @@ pub struct RenderedStack {
     pub tags: BTreeMap<String, String>,
 }
 
-/// Every stack of one environment, in deployment order.
+/// Every stack of one environment, in deployment order, checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderedEnvironment {
     pub env: String,
     /// sha256 of the resolved configuration (canonical JSON), hex.
     pub config_sha256: String,
     pub stacks: Vec<RenderedStack>,
+    /// What the checks found in the rendered templates; empty when they are sound.
+    pub findings: Vec<checks::Finding>,
 }
 
 /// Templates, stack catalog and function manifest, loaded once and rendered many times.
@@ -175,11 +171,29 @@ impl Renderer {
         for spec in order {
             stacks.push(self.render_stack(env, spec)?);
         }
+        // Parse every template back once: the checks, and what each declares.
+        let templates: Vec<checks::StackTemplate<'_>> = stacks
+            .iter()
+            .map(|stack| checks::StackTemplate {
+                id: &stack.id,
+                depends_on: &stack.depends_on,
+                body: &stack.body,
+            })
+            .collect();
+        let checked = checks::check_and_describe(&templates);
+        for stack in &mut stacks {
+            stack.parameters = checked
+                .parameters
+                .get(&stack.id)
+                .cloned()
+                .unwrap_or_default();
+        }
         let config_json = serde_json::to_vec(&env.settings).unwrap_or_default();
         Ok(RenderedEnvironment {
             env: env.name.clone(),
             config_sha256: sha256_hex(&config_json),
             stacks,
+            findings: checked.findings,
         })
     }
 
@@ -206,17 +220,12 @@ impl Renderer {
                 env: env.name.clone(),
                 source,
             })?;
-        let parameters = template_parameters(&body).map_err(|message| RenderError::Output {
-            env: env.name.clone(),
-            stack: spec.id.clone(),
-            message,
-        })?;
         Ok(RenderedStack {
             id: spec.id.clone(),
             stack_name: env.names.stack(&spec.id),
             depends_on: spec.depends_on.clone(),
             sha256: sha256_hex(body.as_bytes()),
-            parameters,
+            parameters: Vec::new(),
             tags: context
                 .common()
                 .tags
@@ -226,19 +235,4 @@ impl Renderer {
             body,
         })
     }
-}
-
-/// Names of the template's `Parameters`, in template order.
-fn template_parameters(body: &str) -> Result<Vec<String>, String> {
-    let value: serde_yaml::Value = serde_yaml::from_str(body).map_err(|error| error.to_string())?;
-    Ok(value
-        .get("Parameters")
-        .and_then(serde_yaml::Value::as_mapping)
-        .map(|parameters| {
-            parameters
-                .keys()
-                .filter_map(|key| key.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default())
 }
