@@ -1,0 +1,109 @@
+//! Settings of the ingest function, read once at cold start from its environment.
+
+use sync_core::settings::{Env, SettingsError};
+
+/// Where the signing secret is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretStoreKind {
+    /// AWS Secrets Manager (`GetSecretValue`).
+    SecretsManager,
+    /// SSM Parameter Store (`GetParameter`, decrypted).
+    Ssm,
+}
+
+/// The ingest function's settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `QUEUE_URL`: the main queue.
+    pub queue_url: String,
+    /// `SIGNING_SECRET_STORE`: `secretsmanager` or `ssm`.
+    pub secret_store: SecretStoreKind,
+    /// `SIGNING_SECRET_NAME`: secret name or parameter name.
+    pub secret_name: String,
+    /// `MAX_RECORDS_PER_REQUEST` (default 500).
+    pub max_records_per_request: usize,
+    /// `MAX_BODY_BYTES` (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// `METRICS_NAMESPACE` (default `datasync/local`).
+    pub metrics_namespace: String,
+}
+
+/// Default of `MAX_RECORDS_PER_REQUEST`.
+pub const DEFAULT_MAX_RECORDS: usize = 500;
+/// Default of `MAX_BODY_BYTES`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+impl IngestConfig {
+    /// Reads the settings.
+    pub fn from_env(env: &Env<'_>) -> Result<Self, SettingsError> {
+        let secret_store = match env.or("SIGNING_SECRET_STORE", "secretsmanager").as_str() {
+            "secretsmanager" => SecretStoreKind::SecretsManager,
+            "ssm" => SecretStoreKind::Ssm,
+            other => {
+                return Err(SettingsError::Invalid {
+                    name: "SIGNING_SECRET_STORE".into(),
+                    value: other.into(),
+                    expected: "`secretsmanager` or `ssm`".into(),
+                })
+            }
+        };
+        Ok(Self {
+            queue_url: env.required("QUEUE_URL", "set it to the URL of the records queue")?,
+            secret_store,
+            secret_name: env.required(
+                "SIGNING_SECRET_NAME",
+                "set it to the signing secret's name (or SSM parameter name)",
+            )?,
+            max_records_per_request: env
+                .number(
+                    "MAX_RECORDS_PER_REQUEST",
+                    DEFAULT_MAX_RECORDS,
+                    "a positive integer",
+                )?
+                .max(1),
+            max_body_bytes: env
+                .number(
+                    "MAX_BODY_BYTES",
+                    DEFAULT_MAX_BODY_BYTES,
+                    "a positive integer (bytes)",
+                )?
+                .max(1),
+            metrics_namespace: env.or("METRICS_NAMESPACE", "datasync/local"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_secret_store_names_the_choices() {
+        let lookup = |name: &str| match name {
+            "QUEUE_URL" => Some("http://q".to_string()),
+            "SIGNING_SECRET_NAME" => Some("s".to_string()),
+            "SIGNING_SECRET_STORE" => Some("vault".to_string()),
+            _ => None,
+        };
+        let err = IngestConfig::from_env(&Env::new(&lookup))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SIGNING_SECRET_STORE") && err.contains("`ssm`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn limits_default_when_unset() {
+        let lookup = |name: &str| match name {
+            "QUEUE_URL" => Some("http://q".to_string()),
+            "SIGNING_SECRET_NAME" => Some("s".to_string()),
+            _ => None,
+        };
+        let config = IngestConfig::from_env(&Env::new(&lookup)).unwrap();
+        assert_eq!(config.max_records_per_request, DEFAULT_MAX_RECORDS);
+        assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(config.secret_store, SecretStoreKind::SecretsManager);
+    }
+}

@@ -1,0 +1,456 @@
+//! The ledger (idempotency table): one item per idempotency key, moving through
+//! `IN_PROGRESS` -> `COMPLETED` | `RETRY` | `FAILED`. This module builds every conditional
+//! update as plain data; the worker and the reconciler send them.
+//!
+//! `next_attempt_at` (the `by-state` index's sort key) always says when the reconciler
+//! should look at the item again: the end of the lease while `IN_PROGRESS`, the end of the
+//! backoff in `RETRY`, the time of the last change in `COMPLETED` and `FAILED`.
+
+use std::collections::BTreeMap;
+
+use crate::store::AttrValue;
+
+/// A ledger state, as stored in `state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LedgerState {
+    /// A worker holds the item until `lease_until`.
+    InProgress,
+    /// Failed retryably; try again from `next_attempt_at`.
+    Retry,
+    /// Done: written and pushed (outcome `synced`) or stale (outcome `stale`).
+    Completed,
+    /// Failed permanently; `reason` says why. Not retried automatically.
+    Failed,
+}
+
+impl LedgerState {
+    /// Every state.
+    pub const ALL: [LedgerState; 4] = [
+        LedgerState::InProgress,
+        LedgerState::Retry,
+        LedgerState::Completed,
+        LedgerState::Failed,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerState::InProgress => "IN_PROGRESS",
+            LedgerState::Retry => "RETRY",
+            LedgerState::Completed => "COMPLETED",
+            LedgerState::Failed => "FAILED",
+        }
+    }
+
+    /// Reads the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == text)
+    }
+}
+
+/// How a completed item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written and pushed downstream.
+    Synced,
+    /// A newer version was already stored; nothing written or pushed.
+    Stale,
+}
+
+impl Outcome {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Synced => "synced",
+            Outcome::Stale => "stale",
+        }
+    }
+}
+
+/// A conditional `UpdateItem` on the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerUpdate {
+    /// The item's `idempotency_key`.
+    pub key: String,
+    /// `UpdateExpression`.
+    pub update: String,
+    /// `ConditionExpression`.
+    pub condition: String,
+    /// `ExpressionAttributeNames`.
+    pub names: BTreeMap<String, String>,
+    /// `ExpressionAttributeValues`.
+    pub values: BTreeMap<String, AttrValue>,
+}
+
+/// Every attribute the ledger uses, aliased so no reserved word is a problem.
+const NAMES: &[(&str, &str)] = &[
+    ("#state", "state"),
+    ("#next", "next_attempt_at"),
+    ("#lease", "lease_until"),
+    ("#token", "claim_token"),
+    ("#attempts", "attempts"),
+    ("#source", "source"),
+    ("#external_id", "external_id"),
+    ("#version", "source_version"),
+    ("#operation", "operation"),
+    ("#correlation", "correlation_id"),
+    ("#body", "body"),
+    ("#reason", "reason"),
+    ("#outcome", "outcome"),
+    ("#created", "created_at"),
+    ("#updated", "updated_at"),
+    ("#expires", "expires_at"),
+    ("#key", "idempotency_key"),
+    ("#redrives", "redrives"),
+];
+
+fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
+    NAMES
+        .iter()
+        .filter(|(alias, _)| mentions(update, alias) || mentions(condition, alias))
+        .map(|(alias, name)| ((*alias).to_string(), (*name).to_string()))
+        .collect()
+}
+
+/// The attribute names an expression pair uses, worked out once per distinct pair (the
+/// expressions are fixed texts, so a handful of entries ever exist).
+fn cached_names(update: &'static str, condition: &'static str) -> BTreeMap<String, String> {
+    type Cache = std::sync::Mutex<Vec<(usize, usize, BTreeMap<String, String>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| std::sync::Mutex::new(Vec::new()));
+    let id = (update.as_ptr() as usize, condition.as_ptr() as usize);
+    let mut entries = match cache.lock() {
+        Ok(entries) => entries,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some((_, _, names)) = entries.iter().find(|(u, c, _)| (*u, *c) == id) {
+        return names.clone();
+    }
+    let names = names_for(update, condition);
+    entries.push((id.0, id.1, names.clone()));
+    names
+}
+
+/// Whether `expression` uses `alias` as a whole token (`#next` but not `#next_x`).
+fn mentions(expression: &str, alias: &str) -> bool {
+    expression.match_indices(alias).any(|(at, _)| {
+        expression[at + alias.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+    })
+}
+
+fn update(
+    key: &str,
+    update: &'static str,
+    condition: &'static str,
+    values: Vec<(&str, AttrValue)>,
+) -> LedgerUpdate {
+    LedgerUpdate {
+        key: key.to_string(),
+        update: update.to_string(),
+        condition: condition.to_string(),
+        names: cached_names(update, condition),
+        values: values
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    }
+}
+
+/// What a claim records about the item.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    /// Idempotency key.
+    pub key: &'a str,
+    /// Source.
+    pub source: &'a str,
+    /// External id.
+    pub external_id: &'a str,
+    /// Source version.
+    pub source_version: u64,
+    /// `upsert` or `delete`.
+    pub operation: &'a str,
+    /// Correlation id.
+    pub correlation_id: &'a str,
+    /// The queue message body, kept so the reconciler can re-drive the item.
+    pub body: &'a str,
+    /// Random token identifying this claim.
+    pub claim_token: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// Lease length in seconds.
+    pub lease_seconds: i64,
+    /// When the ledger entry may expire (TTL, Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Claims the key: succeeds when it is new, waiting for a retry, or held by a claim whose
+/// lease has run out. Fails (condition) when it is completed or failed (a duplicate) or
+/// held by another invocation within its lease.
+pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
+    let lease_until = request.now + request.lease_seconds;
+    update(
+        request.key,
+        "SET #state = :in_progress, #lease = :lease, #next = :lease, #token = :token, \
+         #attempts = if_not_exists(#attempts, :zero) + :one, #source = :source, \
+         #external_id = :external_id, #version = :version, #operation = :operation, \
+         #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
+         #updated = :now, #expires = :expires REMOVE #reason",
+        "attribute_not_exists(#key) OR #state = :retry OR (#state = :in_progress AND #lease < :now)",
+        vec![
+            (":in_progress", AttrValue::s(LedgerState::InProgress.as_str())),
+            (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":lease", AttrValue::n(lease_until)),
+            (":token", AttrValue::s(request.claim_token)),
+            (":zero", AttrValue::n(0)),
+            (":one", AttrValue::n(1)),
+            (":source", AttrValue::s(request.source)),
+            (":external_id", AttrValue::s(request.external_id)),
+            (":version", AttrValue::n(request.source_version)),
+            (":operation", AttrValue::s(request.operation)),
+            (":correlation", AttrValue::s(request.correlation_id)),
+            (":body", AttrValue::s(request.body)),
+            (":now", AttrValue::n(request.now)),
+            (":expires", AttrValue::n(request.expires_at)),
+        ],
+    )
+}
+
+/// Why a claim was refused, read from the item as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimRefusal {
+    /// Already completed or failed: this delivery is a duplicate.
+    Duplicate,
+    /// Another invocation holds it within its lease: try again later.
+    HeldElsewhere,
+}
+
+/// Interprets the existing item's `state` and `lease_until` after a refused claim.
+pub fn claim_refusal(state: Option<&str>, lease_until: Option<i64>, now: i64) -> ClaimRefusal {
+    match state.and_then(LedgerState::parse) {
+        Some(LedgerState::Completed | LedgerState::Failed) => ClaimRefusal::Duplicate,
+        Some(LedgerState::InProgress) if lease_until.is_some_and(|lease| lease >= now) => {
+            ClaimRefusal::HeldElsewhere
+        }
+        // The item changed between the write and this read: let the next delivery decide.
+        _ => ClaimRefusal::HeldElsewhere,
+    }
+}
+
+const HELD_BY_THIS_CLAIM: &str = "#state = :in_progress AND #token = :token";
+
+/// Marks a claimed item completed; drops the body, which is no longer needed.
+pub fn complete(key: &str, claim_token: &str, outcome: Outcome, now: i64) -> LedgerUpdate {
+    update(
+        key,
+        "SET #state = :completed, #outcome = :outcome, #next = :now, #updated = :now \
+         REMOVE #lease, #token, #body, #reason",
+        HELD_BY_THIS_CLAIM,
+        vec![
+            (":completed", AttrValue::s(LedgerState::Completed.as_str())),
+            (
+                ":in_progress",
+                AttrValue::s(LedgerState::InProgress.as_str()),
+            ),
+            (":outcome", AttrValue::s(outcome.as_str())),
+            (":token", AttrValue::s(claim_token)),
+            (":now", AttrValue::n(now)),
+        ],
+    )
+}
+
+/// Releases a claimed item after a retryable failure, to be tried again from
+/// `next_attempt_at` (by the queue's redelivery or, failing that, the reconciler).
+pub fn release_for_retry(
+    key: &str,
+    claim_token: &str,
+    reason: &str,
+    next_attempt_at: i64,
+    now: i64,
+) -> LedgerUpdate {
+    update(
+        key,
+        "SET #state = :retry, #reason = :reason, #next = :next, #updated = :now REMOVE #lease, #token",
+        HELD_BY_THIS_CLAIM,
+        vec![
+            (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":in_progress", AttrValue::s(LedgerState::InProgress.as_str())),
+            (":reason", AttrValue::s(reason)),
+            (":next", AttrValue::n(next_attempt_at)),
+            (":token", AttrValue::s(claim_token)),
+            (":now", AttrValue::n(now)),
+        ],
+    )
+}
+
+/// Marks a claimed item failed for good, with the reason; the body stays for inspection.
+pub fn fail(key: &str, claim_token: &str, reason: &str, now: i64) -> LedgerUpdate {
+    update(
+        key,
+        "SET #state = :failed, #reason = :reason, #next = :now, #updated = :now REMOVE #lease, #token",
+        HELD_BY_THIS_CLAIM,
+        vec![
+            (":failed", AttrValue::s(LedgerState::Failed.as_str())),
+            (":in_progress", AttrValue::s(LedgerState::InProgress.as_str())),
+            (":reason", AttrValue::s(reason)),
+            (":token", AttrValue::s(claim_token)),
+            (":now", AttrValue::n(now)),
+        ],
+    )
+}
+
+/// Records a message that can never be processed as `FAILED` with its reason and body.
+/// Refused (condition) when the same message was recorded before: a duplicate.
+pub fn record_unreadable(
+    key: &str,
+    source: &str,
+    correlation_id: &str,
+    body: &str,
+    reason: &str,
+    now: i64,
+    expires_at: i64,
+) -> LedgerUpdate {
+    update(
+        key,
+        "SET #state = :failed, #source = :source, #correlation = :correlation, #body = :body, \
+         #reason = :reason, #attempts = :one, #next = :now, #created = :now, #updated = :now, \
+         #expires = :expires",
+        "attribute_not_exists(#key)",
+        vec![
+            (":failed", AttrValue::s(LedgerState::Failed.as_str())),
+            (":source", AttrValue::s(source)),
+            (":correlation", AttrValue::s(correlation_id)),
+            (":body", AttrValue::s(body)),
+            (":reason", AttrValue::s(reason)),
+            (":one", AttrValue::n(1)),
+            (":now", AttrValue::n(now)),
+            (":expires", AttrValue::n(expires_at)),
+        ],
+    )
+}
+
+/// Takes an item the reconciler found (stuck `IN_PROGRESS` past its lease, or `RETRY`
+/// past its backoff) for re-driving: it becomes `RETRY` with its next look at
+/// `next_attempt_at`. The condition repeats what the reconciler saw, so two reconcilers
+/// (or a worker that got there first) never re-drive the same item twice.
+pub fn take_for_redrive(
+    key: &str,
+    seen_state: LedgerState,
+    seen_next_attempt_at: i64,
+    next_attempt_at: i64,
+    now: i64,
+) -> LedgerUpdate {
+    update(
+        key,
+        "SET #state = :retry, #next = :next, #updated = :now, \
+         #redrives = if_not_exists(#redrives, :zero) + :one REMOVE #lease, #token",
+        "#state = :seen_state AND #next = :seen_next",
+        vec![
+            (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":seen_state", AttrValue::s(seen_state.as_str())),
+            (":seen_next", AttrValue::n(seen_next_attempt_at)),
+            (":next", AttrValue::n(next_attempt_at)),
+            (":now", AttrValue::n(now)),
+            (":zero", AttrValue::n(0)),
+            (":one", AttrValue::n(1)),
+        ],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> ClaimRequest<'static> {
+        ClaimRequest {
+            key: "k",
+            source: "hris",
+            external_id: "E1",
+            source_version: 5,
+            operation: "upsert",
+            correlation_id: "c",
+            body: "{}",
+            claim_token: "t",
+            now: 1000,
+            lease_seconds: 60,
+            expires_at: 9999,
+        }
+    }
+
+    #[test]
+    fn every_alias_used_is_declared_and_no_other() {
+        let updates = [
+            claim(&request()),
+            complete("k", "t", Outcome::Synced, 1),
+            release_for_retry("k", "t", "r", 2, 1),
+            fail("k", "t", "r", 1),
+            record_unreadable("k", "s", "c", "b", "r", 1, 2),
+            take_for_redrive("k", LedgerState::Retry, 1, 2, 3),
+        ];
+        for update in updates {
+            let text = format!("{} {}", update.update, update.condition);
+            for token in text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '#' || c == ':'))
+            {
+                if token.starts_with('#') {
+                    assert!(
+                        update.names.contains_key(token),
+                        "{token} undeclared in {text}"
+                    );
+                }
+                if token.starts_with(':') {
+                    assert!(
+                        update.values.contains_key(token),
+                        "{token} has no value in {text}"
+                    );
+                }
+            }
+            for alias in update.names.keys() {
+                assert!(
+                    mentions(&text, alias),
+                    "{alias} declared but unused in {text}"
+                );
+            }
+            for value in update.values.keys() {
+                assert!(
+                    mentions(&text, value),
+                    "{value} declared but unused in {text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_claim_holds_a_lease_and_keeps_the_body() {
+        let update = claim(&request());
+        assert_eq!(update.values[":lease"], AttrValue::n(1060));
+        assert_eq!(update.values[":body"], AttrValue::s("{}"));
+        assert!(update.condition.contains("#lease < :now"));
+    }
+
+    #[test]
+    fn refusals_tell_duplicates_from_held_items() {
+        assert_eq!(
+            claim_refusal(Some("COMPLETED"), None, 10),
+            ClaimRefusal::Duplicate
+        );
+        assert_eq!(
+            claim_refusal(Some("FAILED"), None, 10),
+            ClaimRefusal::Duplicate
+        );
+        assert_eq!(
+            claim_refusal(Some("IN_PROGRESS"), Some(20), 10),
+            ClaimRefusal::HeldElsewhere
+        );
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for state in LedgerState::ALL {
+            assert_eq!(LedgerState::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(LedgerState::parse("DONE"), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! The canonical record and the normalization of a source record into it, driven by the
+//! source's [`Mapping`]. Pure: no I/O, no clock.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::mapping::{FieldKind, Mapping, VersionKind};
+use crate::normalize::{self, Normalized};
+
+/// Longest external id accepted (it becomes part of table keys and URLs).
+pub const MAX_EXTERNAL_ID_CHARS: usize = 256;
+
+/// What a record asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create or replace the record.
+    Upsert,
+    /// Remove the record's data, keeping a tombstone with its version.
+    Delete,
+}
+
+impl Operation {
+    /// `upsert` or `delete`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Upsert => "upsert",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// A record in the shape every consumer agrees on, whatever its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanonicalRecord {
+    /// Source system (`hris`, `crm`, ...).
+    pub source: String,
+    /// The record's id in its source system.
+    pub external_id: String,
+    /// Canonical entity type (`employee`, `contact`, ...).
+    pub entity_type: String,
+    /// Monotonic version from the source: a newer record has a larger one.
+    pub source_version: u64,
+    /// Upsert or delete.
+    pub operation: Operation,
+    /// Normalized canonical fields (empty for a delete).
+    pub fields: BTreeMap<String, Value>,
+    /// Source attributes no mapping reads, kept unchanged, keyed by dotted path.
+    pub unmapped: Map<String, Value>,
+}
+
+/// Why one field of a record was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldErrorCode {
+    /// The record is not a JSON object.
+    NotAnObject,
+    /// A required field is absent, null or empty.
+    Missing,
+    /// The value has the wrong JSON type.
+    WrongType,
+    /// The value is longer than allowed.
+    TooLong,
+    /// Not an e-mail address.
+    InvalidEmail,
+    /// Not an ISO-8601 date.
+    InvalidDate,
+    /// Not an RFC 3339 timestamp.
+    InvalidTimestamp,
+    /// Not a usable version.
+    InvalidVersion,
+    /// Not one of the values the mapping knows.
+    UnknownValue,
+}
+
+/// A field-level validation error. Messages describe the problem without repeating the
+/// value, so they are safe to log and to return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Dotted path of the field in the source record (`properties.email`).
+    pub field: String,
+    /// Machine-readable reason.
+    pub code: FieldErrorCode,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(pointer: &str, code: FieldErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            field: dotted(pointer),
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `/properties/email` -> `properties.email`.
+pub fn dotted(pointer: &str) -> String {
+    pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// Normalizes a source record into the canonical record, or lists every field that is
+/// wrong (not just the first).
+pub fn normalize_record(
+    mapping: &Mapping,
+    raw: &Value,
+) -> Result<CanonicalRecord, Vec<FieldError>> {
+    let Some(object) = raw.as_object() else {
+        return Err(vec![FieldError::new(
+            "",
+            FieldErrorCode::NotAnObject,
+            format!("a {} record must be a JSON object", mapping.source),
+        )]);
+    };
+    let mut errors = Vec::new();
+    let external_id = read_external_id(mapping, raw)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let source_version = read_version(mapping, raw).map_err(|e| errors.push(e)).ok();
+    let operation = match &mapping.delete_when {
+        Some(rule) if raw.pointer(&rule.from) == Some(&rule.equals) => Operation::Delete,
+        _ => Operation::Upsert,
+    };
+    let mut fields = BTreeMap::new();
+    let mut unmapped = Map::new();
+    if operation == Operation::Upsert {
+        for field in &mapping.fields {
+            let value = raw.pointer(&field.from);
+            let outcome = match field.kind {
+                FieldKind::Text => normalize::text(&field.from, value),
+                FieldKind::Email => normalize::email(&field.from, value),
+                FieldKind::Phone => normalize::phone(&field.from, value, mapping.region),
+                FieldKind::Date => normalize::date(&field.from, value),
+                FieldKind::Timestamp => normalize::timestamp(&field.from, value),
+                FieldKind::Enum => {
+                    normalize::enumerated(&field.from, value, mapping.enum_lookup.get(&field.name))
+                }
+            };
+            match outcome {
+                Ok(Normalized::Value(value)) => {
+                    fields.insert(field.name.clone(), value);
+                }
+                Ok(Normalized::Absent) if field.required => errors.push(FieldError::new(
+                    &field.from,
+                    FieldErrorCode::Missing,
+                    format!("`{}` is required", dotted(&field.from)),
+                )),
+                Ok(Normalized::Absent) => {}
+                Ok(Normalized::KeptRaw(raw_value)) => {
+                    unmapped.insert(dotted(&field.from), raw_value);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        collect_unmapped(mapping, object, "", &mut unmapped);
+    }
+    match (external_id, source_version, errors.is_empty()) {
+        (Some(external_id), Some(source_version), true) => Ok(CanonicalRecord {
+            source: mapping.source.clone(),
+            external_id,
+            entity_type: mapping.entity_type.clone(),
+            source_version,
+            operation,
+            fields,
+            unmapped,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn read_external_id(mapping: &Mapping, raw: &Value) -> Result<String, FieldError> {
+    let pointer = &mapping.external_id;
+    let id = match raw.pointer(pointer) {
+        Some(Value::String(id)) => id.trim().to_string(),
+        Some(Value::Number(id)) if id.is_u64() || id.is_i64() => id.to_string(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => {
+            return Err(FieldError::new(
+                pointer,
+                FieldErrorCode::WrongType,
+                format!("`{}` must be a string or an integer", dotted(pointer)),
+            ))
+        }
+    };
+    if id.is_empty() {
+        return Err(FieldError::new(
+            pointer,
+            FieldErrorCode::Missing,
+            format!("`{}` (the record's id) is required", dotted(pointer)),
+        ));
+    }
+    if id.chars().count() > MAX_EXTERNAL_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            pointer,
+            FieldErrorCode::TooLong,
+            format!(
+                "`{}` must be at most {MAX_EXTERNAL_ID_CHARS} characters without control characters",
+                dotted(pointer)
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+fn read_version(mapping: &Mapping, raw: &Value) -> Result<u64, FieldError> {
+    let pointer = &mapping.source_version.from;
+    let value = raw.pointer(pointer);
+    if matches!(value, None | Some(Value::Null)) {
+        return Err(FieldError::new(
+            pointer,
+            FieldErrorCode::Missing,
+            format!("`{}` (the record's version) is required", dotted(pointer)),
+        ));
+    }
+    match mapping.source_version.kind {
+        VersionKind::Timestamp => normalize::timestamp_micros(pointer, value),
+        VersionKind::Integer => match value {
+            Some(Value::Number(number)) => number.as_u64(),
+            Some(Value::String(text)) => text.trim().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            FieldError::new(
+                pointer,
+                FieldErrorCode::InvalidVersion,
+                format!(
+                    "`{}` must be a non-negative integer version",
+                    dotted(pointer)
+                ),
+            )
+        }),
+    }
+}
+
+/// Puts every attribute that no pointer of the mapping reads into `unmapped`, descending
+/// into objects that contain read attributes (such as the CRM's `properties`).
+fn collect_unmapped(
+    mapping: &Mapping,
+    object: &Map<String, Value>,
+    prefix: &str,
+    unmapped: &mut Map<String, Value>,
+) {
+    for (key, value) in object {
+        let pointer = format!("{prefix}/{}", key.replace('~', "~0").replace('/', "~1"));
+        if mapping.consumed.contains(&pointer) {
+            continue;
+        }
+        let is_parent = mapping
+            .consumed
+            .range(format!("{pointer}/")..)
+            .next()
+            .is_some_and(|consumed| consumed.starts_with(&format!("{pointer}/")));
+        match value {
+            Value::Object(inner) if is_parent => {
+                collect_unmapped(mapping, inner, &pointer, unmapped)
+            }
+            _ => {
+                unmapped.insert(dotted(&pointer), value.clone());
+            }
+        }
+    }
+}

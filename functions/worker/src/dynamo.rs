@@ -1,0 +1,134 @@
+//! Sends the writes that `sync_core` builds as plain data to DynamoDB.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use sync_core::classify::{classify_aws_code, ErrorClass, Failure};
+use sync_core::ledger::LedgerUpdate;
+use sync_core::store::{AttrValue, ConditionalPut};
+
+/// The outcome of a conditional write.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The condition did not hold; the item as it was, when DynamoDB returned it.
+    ConditionFailed(Option<HashMap<String, AttributeValue>>),
+    /// Any other failure, classified.
+    Failed(Failure),
+}
+
+/// Converts plain data to an SDK attribute value.
+pub fn to_sdk(value: &AttrValue) -> AttributeValue {
+    match value {
+        AttrValue::S(s) => AttributeValue::S(s.clone()),
+        AttrValue::N(n) => AttributeValue::N(n.clone()),
+        AttrValue::Bool(b) => AttributeValue::Bool(*b),
+        AttrValue::Null => AttributeValue::Null(true),
+        AttrValue::M(map) => {
+            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect())
+        }
+        AttrValue::L(items) => AttributeValue::L(items.iter().map(to_sdk).collect()),
+    }
+}
+
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &str,
+    error: SdkError<E, R>,
+) -> Failure {
+    let code = error.code().map(str::to_string);
+    let message = format!(
+        "DynamoDB {operation} failed: {}",
+        DisplayErrorContext(&error)
+    );
+    let message: String = message.chars().take(500).collect();
+    match classify_aws_code(code.as_deref()) {
+        ErrorClass::Permanent => Failure::permanent(message),
+        ErrorClass::Retryable => Failure::retryable(message),
+    }
+}
+
+/// Sends a conditional ledger update; returns the updated attributes.
+pub async fn update(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    update: &LedgerUpdate,
+) -> Result<HashMap<String, AttributeValue>, WriteError> {
+    let result = client
+        .update_item()
+        .table_name(table)
+        .key("idempotency_key", AttributeValue::S(update.key.clone()))
+        .update_expression(&update.update)
+        .condition_expression(&update.condition)
+        .set_expression_attribute_names(Some(update.names.clone().into_iter().collect()))
+        .set_expression_attribute_values(Some(
+            update
+                .values
+                .iter()
+                .map(|(k, v)| (k.clone(), to_sdk(v)))
+                .collect(),
+        ))
+        .return_values(ReturnValue::UpdatedNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match result {
+        Ok(output) => Ok(output.attributes.unwrap_or_default()),
+        Err(error) => match error.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                Err(WriteError::ConditionFailed(refused.item.clone()))
+            }
+            _ => Err(WriteError::Failed(classify("UpdateItem", error))),
+        },
+    }
+}
+
+/// Sends a conditional put.
+pub async fn put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    put: &ConditionalPut,
+) -> Result<(), WriteError> {
+    let result = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(
+            put.item
+                .iter()
+                .map(|(k, v)| (k.clone(), to_sdk(v)))
+                .collect(),
+        ))
+        .condition_expression(&put.condition)
+        .set_expression_attribute_names(Some(put.names.clone().into_iter().collect()))
+        .set_expression_attribute_values(Some(
+            put.values
+                .iter()
+                .map(|(k, v)| (k.clone(), to_sdk(v)))
+                .collect(),
+        ))
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) => match error.as_service_error() {
+            Some(service) if service.is_conditional_check_failed_exception() => {
+                Err(WriteError::ConditionFailed(None))
+            }
+            _ => Err(WriteError::Failed(classify("PutItem", error))),
+        },
+    }
+}
+
+/// A string attribute of an item.
+pub fn string_attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+/// A number attribute of an item.
+pub fn number_attr(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}

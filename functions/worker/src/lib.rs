@@ -1,0 +1,143 @@
+//! The worker function: consumes SQS batches of records. For each message it claims the
+//! record's idempotency key in the ledger, writes the records table (only a newer source
+//! version wins; deletes leave a tombstone), pushes the record downstream under a rate
+//! limit, and records the outcome. Retryable failures come back as batch item failures;
+//! permanent ones are recorded as `FAILED` with their reason and leave the queue.
+
+pub mod config;
+pub mod downstream;
+pub mod dynamo;
+pub mod process;
+
+use std::time::Instant;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use futures_util::stream::{self, StreamExt};
+use sync_core::metrics::{names, Metrics, Unit};
+use sync_core::rate_limit::TokenBucket;
+use sync_core::Mappings;
+
+pub use config::WorkerConfig;
+pub use downstream::Downstream;
+pub use process::{MessageOutcome, MessageReport};
+
+/// What the handler needs, built once per cold start.
+#[derive(Debug)]
+pub struct Worker {
+    /// DynamoDB client.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The downstream target.
+    pub downstream: Downstream,
+    /// The source mappings.
+    pub mappings: Mappings,
+    /// Settings.
+    pub config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker with a fresh rate limiter.
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        http: reqwest::Client,
+        mappings: Mappings,
+        config: WorkerConfig,
+    ) -> Self {
+        let downstream = Downstream {
+            http,
+            base_url: config.downstream_url.clone(),
+            timeout: config.downstream_timeout,
+            retry: config.retry,
+            limiter: tokio::sync::Mutex::new(TokenBucket::new(
+                config.rate_limit_per_second,
+                config.burst,
+                Instant::now(),
+            )),
+        };
+        Self {
+            dynamodb,
+            downstream,
+            mappings,
+            config,
+        }
+    }
+}
+
+/// The outcome of one batch.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// What to answer to Lambda: the messages to deliver again.
+    pub response: SqsBatchResponse,
+    /// Every message's outcome.
+    pub messages: Vec<MessageReport>,
+}
+
+impl BatchReport {
+    /// How many messages ended with an outcome matching `predicate`.
+    pub fn count(&self, predicate: impl Fn(&MessageOutcome) -> bool) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| predicate(&m.outcome))
+            .count()
+    }
+}
+
+/// Processes a batch before `deadline` and writes its metrics.
+pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -> BatchReport {
+    let messages: Vec<MessageReport> = stream::iter(event.records.into_iter().enumerate())
+        .map(|(index, message)| async move {
+            let message_id = message
+                .message_id
+                .clone()
+                .unwrap_or_else(|| format!("message-{index}"));
+            let body = message.body.unwrap_or_default();
+            process::process(worker, message_id, &body, deadline).await
+        })
+        .buffer_unordered(worker.config.concurrency)
+        .collect()
+        .await;
+
+    let mut metrics = Metrics::new(&worker.config.metrics_namespace, "worker");
+    let mut response = SqsBatchResponse::default();
+    for report in &messages {
+        let name = match &report.outcome {
+            MessageOutcome::Synced => names::RECORDS_SYNCED,
+            MessageOutcome::Duplicate => names::RECORDS_DUPLICATE,
+            MessageOutcome::Stale => names::RECORDS_STALE,
+            MessageOutcome::Failed(_) => names::RECORDS_FAILED,
+            MessageOutcome::Retry(_) => {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = report.message_id.clone();
+                response.batch_item_failures.push(failure);
+                names::RECORDS_RETRIED
+            }
+        };
+        metrics.count_by_source(name, &report.source, 1);
+        for latency in &report.stats.latencies_ms {
+            metrics.record(
+                names::DOWNSTREAM_LATENCY,
+                Unit::Milliseconds,
+                *latency,
+                &[("Source", &report.source)],
+                &[&[], &["Source"]],
+            );
+        }
+        for class in &report.stats.errors {
+            metrics.record(
+                names::DOWNSTREAM_ERRORS,
+                Unit::Count,
+                1.0,
+                &[("Source", &report.source), ("StatusClass", class)],
+                &[&[], &["Source"], &["StatusClass"]],
+            );
+        }
+    }
+    for line in metrics.to_emf_lines(chrono::Utc::now().timestamp_millis()) {
+        println!("{line}");
+    }
+    tracing::info!(
+        messages = messages.len(),
+        retried = response.batch_item_failures.len(),
+        "batch processed"
+    );
+    BatchReport { response, messages }
+}
