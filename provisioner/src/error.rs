@@ -12,6 +12,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error(transparent)]
+    Local(#[from] crate::local::LocalError),
     #[error("{path} is not the platform repository: it has no `environments/` and `stacks/` directories")]
     NotARepository { path: PathBuf },
     #[error("could not {action} {path}: {source}")]
@@ -31,6 +33,7 @@ impl Error {
         match self {
             Error::Config(error) => error.help(),
             Error::Render(error) => error.help(),
+            Error::Local(error) => error.help(),
             Error::NotARepository { .. } => Some(
                 "run the command inside a checkout of the repository, or pass --root <DIR> \
                  (or set PROVISIONER_ROOT)"

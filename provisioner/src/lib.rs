@@ -6,16 +6,19 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod exit;
+pub mod local;
 pub mod logging;
 pub mod output;
+pub mod package;
 pub mod project;
 pub mod render;
 
 use std::io::Write;
 
-use cli::{Cli, Command, EnvCommand};
+use cli::{Cli, Command, EnvCommand, LocalCommand};
 use error::Error;
 use exit::Exit;
 
@@ -31,5 +34,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         }
         Command::Render(args) => commands::render::run(&project, &args, format, out),
         Command::Lint(args) => commands::lint::run(&project, &args, format, out),
+        Command::Build(args) => commands::build::run(&project, &args, format, out),
+        Command::Release(args) => commands::release::run(&project, &args, format, out),
+        Command::Deploy(args) => commands::deploy::run(&project, &args, format, out),
+        Command::Plan(args) => commands::plan::run(&project, &args, format, out),
+        Command::Status(args) => commands::status::run(&project, &args, format, out),
+        Command::Destroy(args) => commands::destroy::run(&project, &args, format, out),
+        Command::Up(args) => commands::up::run(&project, &args, format, out),
+        Command::Local(LocalCommand::Send(args)) => {
+            commands::local::send(&project, &args, format, out)
+        }
+        Command::Local(LocalCommand::Down(args)) => {
+            commands::local::down(&project, &args, format, out)
+        }
     }
 }

@@ -31,6 +31,10 @@ pub struct Settings {
     pub api: Api,
     pub downstream: Downstream,
     pub signing_secret: SigningSecret,
+    /// Where `provisioner up` serves the platform on this machine (emulated
+    /// environments only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_host: Option<FunctionHost>,
     /// Keep tables, queues, keys, buckets and log groups when their stack is deleted
     /// or they are replaced (DeletionPolicy / UpdateReplacePolicy Retain).
     pub retain_stateful_resources: bool,
@@ -216,6 +220,17 @@ pub struct Downstream {
     pub rate_limit_per_second: u32,
     pub burst: u32,
     pub timeout_ms: u32,
+}
+
+/// The function host's ports on 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionHost {
+    /// The HTTP route in front of ingest.
+    pub http_port: u16,
+    /// Runs the local downstream target on this port; `downstream.url` points at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downstream_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -404,6 +404,45 @@ fn edge(c: &mut Collector, s: &Settings) {
         ),
         _ => {}
     }
+    if let Some(host) = &s.function_host {
+        if s.endpoint_url.is_none() {
+            c.push(
+                key("function_host"),
+                "the function host serves emulated environments only",
+                "remove function_host, or add an endpoint_url pointing at the emulator",
+            );
+        }
+        let mut ports = vec![("function_host.http_port", host.http_port)];
+        if let Some(port) = host.downstream_port {
+            ports.push(("function_host.downstream_port", port));
+            if s.downstream.url.port() != port || !s.downstream.url.is_loopback() {
+                c.push(
+                    key("downstream.url"),
+                    format!("{} is not the local downstream target on port {port}", s.downstream.url),
+                    format!("set downstream.url to http://127.0.0.1:{port}, or remove function_host.downstream_port"),
+                );
+            }
+        }
+        if let Some(url) = &s.endpoint_url {
+            ports.push(("endpoint_url", url.port()));
+        }
+        for (index, (name, port)) in ports.iter().enumerate() {
+            if *port < 1024 {
+                c.push(
+                    key(name),
+                    format!("port {port} needs root"),
+                    "use a port from 1024 up",
+                );
+            }
+            if let Some((other, _)) = ports[..index].iter().find(|(_, earlier)| earlier == port) {
+                c.push(
+                    key(name),
+                    format!("port {port} is already used by {other}"),
+                    "give each listener its own port",
+                );
+            }
+        }
+    }
     if let Some(url) = &s.endpoint_url {
         if !url.is_loopback() {
             c.push(

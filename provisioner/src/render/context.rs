@@ -26,6 +26,9 @@ pub struct Common {
     pub names: Names,
     /// `{app}-{env}-`: export names are `{export_prefix}{stack}-{Output}`.
     pub export_prefix: String,
+    /// The environment runs on the AWS emulator (it has an `endpoint_url`): resources the
+    /// emulator cannot create are left out of what other resources read.
+    pub emulated: bool,
     /// `Retain` where the environment keeps stateful resources, else `Delete`.
     pub stateful_policy: String,
     /// The tags as a CloudFormation list (`[{"Key": .., "Value": ..}]`), JSON-encoded so
@@ -267,6 +270,7 @@ fn common(env: &Environment, stack: &str, description: &str) -> Common {
     )
     .unwrap_or_default();
     Common {
+        emulated: s.endpoint_url.is_some(),
         stateful_policy: if s.retain_stateful_resources {
             "Retain"
         } else {

@@ -32,6 +32,7 @@ fn widget(index: usize, title: &str, metrics: Vec<Value>, stat: &str) -> Value {
 pub fn body(names: &Names, functions: &[String]) -> String {
     let ns = names.metrics_namespace.as_str();
     let custom = |metric: &str, function: &str| json!([ns, metric, "Function", function]);
+    let ledger = |state: &str| json!([ns, "LedgerItems", "Function", "reconciler", "State", state]);
     let lambda = |metric: &str, function: &str| json!(["AWS/Lambda", metric, "FunctionName", names.function(function), {"label": format!("{function} {metric}")}]);
     let mut widgets = vec![
         widget(
@@ -128,22 +129,9 @@ pub fn body(names: &Names, functions: &[String]) -> String {
         9,
         "Ledger and dead letters (reconciler)",
         vec![
-            json!([
-                ns,
-                "LedgerItems",
-                "Function",
-                "reconciler",
-                "State",
-                "in_progress"
-            ]),
-            json!([
-                ns,
-                "LedgerItems",
-                "Function",
-                "reconciler",
-                "State",
-                "failed"
-            ]),
+            ledger("IN_PROGRESS"),
+            ledger("RETRY"),
+            ledger("FAILED"),
             json!([ns, "DlqDepth", "Function", "reconciler"]),
         ],
         "Maximum",

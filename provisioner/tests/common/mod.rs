@@ -58,6 +58,25 @@ impl Fixture {
         std::fs::write(self.root().join(relative), text).expect("write file");
     }
 
+    /// Makes the fixture a git repository with one commit (a release's version is its
+    /// git revision).
+    pub fn commit(&self) {
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .arg("-C")
+                .arg(self.root())
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .expect("git runs");
+            assert!(status.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "fixture"]);
+    }
+
     pub fn read(&self, relative: &str) -> String {
         std::fs::read_to_string(self.root().join(relative)).expect("read file")
     }

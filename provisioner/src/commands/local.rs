@@ -1,0 +1,475 @@
+//! `provisioner local send|down`: sign and post a feed of records to the local ingest
+//! route, and stop what `provisioner up` started (and nothing else).
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::{LocalDownArgs, LocalSendArgs, OutputFormat};
+use crate::config::model::SecretStore;
+use crate::config::Environment;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::local::state::{state_dir, LocalState};
+use crate::local::LocalError;
+use crate::output::{write_json, write_text};
+use crate::project::Project;
+
+/// Sources the platform maps (`functions/sync-core/mappings/`).
+pub const SOURCES: [&str; 2] = ["hris", "crm"];
+
+fn invalid_feed(path: &Path, message: impl Into<String>, help: impl Into<String>) -> Error {
+    Error::Other {
+        message: format!("{}: {}", path.display(), message.into()),
+        help: help.into(),
+    }
+}
+
+/// The records of a feed: a JSON array, `{"records": [...]}`, one record, or JSON Lines.
+pub fn read_feed(path: &Path) -> Result<Vec<Value>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "read".into(),
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let help = "write a JSON array of records, {\"records\": [...]}, one record, or one JSON record per line";
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Array(records)) => Ok(records),
+        Ok(Value::Object(mut object)) => match object.remove("records") {
+            Some(Value::Array(records)) => Ok(records),
+            Some(_) => Err(invalid_feed(path, "`records` is not a list", help)),
+            None => Ok(vec![Value::Object(object)]),
+        },
+        Ok(_) => Err(invalid_feed(
+            path,
+            "is neither a record nor a list of records",
+            help,
+        )),
+        Err(whole) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty())
+            .map(|(number, line)| {
+                serde_json::from_str(line).map_err(|error| {
+                    invalid_feed(
+                        path,
+                        format!(
+                            "is not JSON ({whole}), nor JSON Lines: line {}: {error}",
+                            number + 1
+                        ),
+                        help,
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The source named on the command line, or the first word of the file name.
+fn source_of(path: &Path, given: Option<&str>) -> Result<String, Error> {
+    let inferred = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.split(['-', '_', '.']).next())
+        .filter(|word| SOURCES.contains(word));
+    match given.or(inferred) {
+        Some(source) => Ok(source.to_string()),
+        None => Err(Error::Other {
+            message: format!("cannot tell which source {} comes from", path.display()),
+            help: format!("say it with --source ({})", SOURCES.join(" or ")),
+        }),
+    }
+}
+
+async fn signing_keys(
+    env: &Environment,
+    endpoint: &str,
+) -> Result<sync_core::signature::SigningKeys, Error> {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(env.settings.region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
+        .load()
+        .await;
+    let unreachable = |what: &str, error: String| LocalError::Emulator {
+        action: format!("read the signing key {what}"),
+        message: error,
+    };
+    let value = match env.settings.signing_secret.store {
+        SecretStore::Ssm => aws_sdk_ssm::Client::new(&config)
+            .get_parameter()
+            .name(&env.names.signing_parameter)
+            .send()
+            .await
+            .map_err(|e| {
+                unreachable(
+                    &env.names.signing_parameter,
+                    aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+                )
+            })?
+            .parameter()
+            .and_then(|p| p.value())
+            .unwrap_or_default()
+            .to_string(),
+        SecretStore::Secretsmanager => aws_sdk_secretsmanager::Client::new(&config)
+            .get_secret_value()
+            .secret_id(&env.names.signing_secret)
+            .send()
+            .await
+            .map_err(|e| {
+                unreachable(
+                    &env.names.signing_secret,
+                    aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+                )
+            })?
+            .secret_string()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    sync_core::signature::SigningKeys::parse(&value).map_err(|error| Error::Other {
+        message: error.to_string(),
+        help: "store a random string, or a JSON object of per-source keys, in the signing secret"
+            .into(),
+    })
+}
+
+/// The outcome of sending a feed.
+#[derive(Debug, Default, Serialize)]
+pub struct SendReport {
+    pub source: String,
+    pub url: String,
+    pub records: usize,
+    pub requests: usize,
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Per rejected record: its position in the feed and why.
+    pub errors: Vec<Value>,
+    pub batch_ids: Vec<String>,
+}
+
+/// Posts `records` in batches of at most `batch` (and `max_bytes`), re-sending records
+/// the API says may succeed on a retry, at most three times.
+pub async fn send_records(
+    url: &str,
+    key: &[u8],
+    records: &[Value],
+    batch: usize,
+    max_bytes: usize,
+) -> Result<SendReport, Error> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|error| Error::Other {
+            message: format!("could not set up an HTTP client: {error}"),
+            help: String::new(),
+        })?;
+    let mut report = SendReport {
+        url: url.to_string(),
+        records: records.len(),
+        ..SendReport::default()
+    };
+    // (position in the feed, record)
+    let mut pending: Vec<(usize, &Value)> = records.iter().enumerate().collect();
+    for attempt in 1..=3 {
+        let mut retry = Vec::new();
+        for chunk in chunks(&pending, batch, max_bytes) {
+            let body = serde_json::to_vec(
+                &serde_json::json!({ "records": chunk.iter().map(|(_, r)| r).collect::<Vec<_>>() }),
+            )
+            .unwrap_or_default();
+            let timestamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let timestamp = i64::try_from(timestamp).unwrap_or_default();
+            let signature = sync_core::signature::sign(key, timestamp, &body);
+            report.requests += 1;
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .header(
+                    sync_core::signature::TIMESTAMP_HEADER,
+                    timestamp.to_string(),
+                )
+                .header(sync_core::signature::SIGNATURE_HEADER, signature)
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| Error::Other {
+                    message: format!("could not post to {url}: {error}"),
+                    help: "is `provisioner up` running? It prints the ingest URL when ready".into(),
+                })?;
+            let status = response.status().as_u16();
+            let answer: Value = response
+                .bytes()
+                .await
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or(Value::Null);
+            if !matches!(status, 202 | 400 | 503) || answer.get("accepted").is_none() {
+                return Err(Error::Other {
+                    message: format!("{url} answered {status}: {answer}"),
+                    help: "the answer says what to fix; nothing after this batch was sent".into(),
+                });
+            }
+            report.accepted += answer["accepted"].as_u64().unwrap_or(0) as usize;
+            if let Some(id) = answer["batch_id"].as_str() {
+                report.batch_ids.push(id.to_string());
+            }
+            for error in answer["errors"].as_array().into_iter().flatten() {
+                let index = error["index"].as_u64().unwrap_or(0) as usize;
+                let Some(&(position, record)) = chunk.get(index) else {
+                    continue;
+                };
+                if error["retryable"].as_bool() == Some(true) && attempt < 3 {
+                    retry.push((position, record));
+                } else {
+                    let mut error = error.clone();
+                    error["index"] = Value::from(position);
+                    report.errors.push(error);
+                }
+            }
+        }
+        if retry.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+        pending = retry;
+    }
+    report.rejected = report.errors.len();
+    report.errors.sort_by_key(|e| e["index"].as_u64());
+    Ok(report)
+}
+
+/// Splits records into requests of at most `batch` records and about `max_bytes`.
+fn chunks<'a>(
+    records: &[(usize, &'a Value)],
+    batch: usize,
+    max_bytes: usize,
+) -> Vec<Vec<(usize, &'a Value)>> {
+    let mut out: Vec<Vec<(usize, &Value)>> = Vec::new();
+    let mut size = 0;
+    for &(position, record) in records {
+        let record_size = record.to_string().len() + 1;
+        let full = out.last().is_none_or(|last| {
+            last.len() >= batch || size + record_size > max_bytes.saturating_sub(64)
+        });
+        if full {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += record_size;
+        if let Some(last) = out.last_mut() {
+            last.push((position, record));
+        }
+    }
+    out
+}
+
+pub fn send(
+    project: &Project,
+    args: &LocalSendArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Exit, Error> {
+    let (env, endpoint, host) = super::up::local_environment(project, &args.env)?;
+    let source = source_of(&args.file, args.source.as_deref())?;
+    let records = read_feed(&args.file)?;
+    if records.is_empty() {
+        return Err(invalid_feed(
+            &args.file,
+            "holds no records",
+            "add at least one record",
+        ));
+    }
+    let url = format!(
+        "http://127.0.0.1:{}/integrations/{source}/records",
+        host.http_port
+    );
+    let batch = args
+        .batch
+        .unwrap_or(env.settings.api.max_records_per_request as usize)
+        .clamp(1, env.settings.api.max_records_per_request as usize);
+    let runtime = super::deploy::runtime()?;
+    let mut report = runtime.block_on(async {
+        let keys = signing_keys(&env, endpoint.as_str()).await?;
+        let key = keys.key_for(&source).map_err(|error| Error::Other {
+            message: error.to_string(),
+            help: "add a key for this source to the signing secret".into(),
+        })?;
+        send_records(
+            &url,
+            key,
+            &records,
+            batch,
+            env.settings.api.max_body_bytes as usize,
+        )
+        .await
+    })?;
+    report.source = source;
+    match format {
+        OutputFormat::Json => write_json(out, &report)?,
+        OutputFormat::Text => {
+            write_text(
+                out,
+                &format!(
+                    "{}: {} records in {} requests -> accepted {}, rejected {}",
+                    report.source,
+                    report.records,
+                    report.requests,
+                    report.accepted,
+                    report.rejected
+                ),
+            )?;
+            for error in &report.errors {
+                let id = error["external_id"]
+                    .as_str()
+                    .map(|id| format!(" ({id})"))
+                    .unwrap_or_default();
+                let fields: Vec<String> = error["field_errors"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        format!(
+                            "{}: {}",
+                            f["field"].as_str().unwrap_or("?"),
+                            f["message"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect();
+                let detail = if fields.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", fields.join("; "))
+                };
+                write_text(
+                    out,
+                    &format!(
+                        "  record {}{id}: {}{detail}",
+                        error["index"],
+                        error["message"].as_str().unwrap_or("rejected")
+                    ),
+                )?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}
+
+pub fn down(
+    project: &Project,
+    args: &LocalDownArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Exit, Error> {
+    let dir = state_dir(project.root(), &args.env);
+    let state = LocalState::load(&dir);
+    let mut stopped = Vec::new();
+    if let Some(host) = &state.host {
+        if host.stop(Duration::from_secs(15)) {
+            stopped.push(format!("function host (pid {})", host.pid));
+        }
+    }
+    if let Some(emulator) = &state.emulator {
+        if emulator.stop(Duration::from_secs(10)) {
+            stopped.push(format!(
+                "emulator (pid {}, port {})",
+                emulator.pid,
+                emulator.port.unwrap_or_default()
+            ));
+        }
+    }
+    LocalState::default().save(&dir)?;
+    match format {
+        OutputFormat::Json => write_json(
+            out,
+            &serde_json::json!({ "env": args.env, "stopped": stopped }),
+        )?,
+        OutputFormat::Text if stopped.is_empty() => {
+            write_text(
+                out,
+                &format!(
+                    "Nothing that `provisioner up` started for `{}` is running.",
+                    args.env
+                ),
+            )?;
+        }
+        OutputFormat::Text => write_text(out, &format!("Stopped {}.", stopped.join(" and ")))?,
+    }
+    Ok(Exit::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_come_in_several_shapes_and_bad_ones_say_what_they_are() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        assert_eq!(
+            read_feed(&write("a.json", r#"[{"a":1},{"a":2}]"#))
+                .expect("array")
+                .len(),
+            2
+        );
+        assert_eq!(
+            read_feed(&write("b.json", r#"{"records":[{"a":1}]}"#))
+                .expect("wrapped")
+                .len(),
+            1
+        );
+        assert_eq!(
+            read_feed(&write("c.json", r#"{"a":1}"#))
+                .expect("single")
+                .len(),
+            1
+        );
+        assert_eq!(
+            read_feed(&write("d.jsonl", "{\"a\":1}\n\n{\"a\":2}\n"))
+                .expect("lines")
+                .len(),
+            2
+        );
+        let error = read_feed(&write("e.jsonl", "{\"a\":1}\n{oops\n")).expect_err("bad line");
+        assert!(error.to_string().contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn the_source_comes_from_the_flag_or_the_file_name() {
+        assert_eq!(
+            source_of(Path::new("examples/crm-contacts.json"), None).expect("inferred"),
+            "crm"
+        );
+        assert_eq!(
+            source_of(Path::new("feed.json"), Some("hris")).expect("given"),
+            "hris"
+        );
+        let error = source_of(Path::new("feed.json"), None).expect_err("unknown");
+        assert!(error.help().is_some_and(|h| h.contains("--source")));
+    }
+
+    #[test]
+    fn batches_respect_count_and_size() {
+        let records: Vec<Value> = (0..25).map(|n| serde_json::json!({ "n": n })).collect();
+        let indexed: Vec<(usize, &Value)> = records.iter().enumerate().collect();
+        let by_count = chunks(&indexed, 10, 1_000_000);
+        assert_eq!(
+            by_count.iter().map(Vec::len).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
+        let by_size = chunks(&indexed, 100, 64 + 30);
+        assert!(by_size.len() > 3 && by_size.iter().all(|c| !c.is_empty()));
+        assert_eq!(by_size.iter().map(Vec::len).sum::<usize>(), 25);
+    }
+}

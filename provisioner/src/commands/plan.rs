@@ -1,0 +1,54 @@
+//! `provisioner plan`: what `deploy` would do, without executing anything. Artifacts
+//! are published and change sets computed, shown and deleted (with the empty stack a
+//! CREATE change set brings into being), so a plan leaves no trace in CloudFormation.
+
+use std::io::Write;
+
+use crate::cli::{OutputFormat, PlanArgs};
+use crate::commands::deploy::{plan_or_deploy, write_report};
+use crate::deploy::engine::Mode;
+use crate::deploy::report::Verdict;
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::project::Project;
+
+/// The exit code of a plan: changes only count with `--detailed-exitcode`.
+pub fn exit_code(verdict: Verdict, detailed: bool) -> Exit {
+    match verdict {
+        Verdict::Failed => Exit::Failed,
+        Verdict::Refused => Exit::Refused,
+        Verdict::ChangesPresent | Verdict::Deployed if detailed => Exit::ChangesPresent,
+        Verdict::ChangesPresent | Verdict::Deployed | Verdict::NoChanges => Exit::Success,
+    }
+}
+
+pub fn run(
+    project: &Project,
+    args: &PlanArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Exit, Error> {
+    let report = match plan_or_deploy(project, &args.change, Mode::Plan, false, format, out)? {
+        Ok(report) => report,
+        Err(exit) => return Ok(exit),
+    };
+    write_report(&report, format, out)?;
+    Ok(exit_code(report.result, args.detailed_exitcode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_detailed_plan_exits_non_zero_on_changes() {
+        assert_eq!(
+            exit_code(Verdict::ChangesPresent, true),
+            Exit::ChangesPresent
+        );
+        assert_eq!(exit_code(Verdict::ChangesPresent, false), Exit::Success);
+        assert_eq!(exit_code(Verdict::NoChanges, true), Exit::Success);
+        assert_eq!(exit_code(Verdict::Refused, true), Exit::Refused);
+        assert_eq!(exit_code(Verdict::Failed, false), Exit::Failed);
+    }
+}

@@ -1,0 +1,71 @@
+//! `provisioner status`: each stack of an environment as deployed (status, the release
+//! that last changed it, last update, outputs), one DescribeStacks call on a small account.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::{OutputFormat, StatusArgs};
+use crate::commands::deploy::{prepare, runtime, stack_specs_without_parameters};
+use crate::deploy::clients::AwsClients;
+use crate::deploy::status::{self, StackStatus};
+use crate::error::Error;
+use crate::exit::Exit;
+use crate::output::{write_json, write_text};
+use crate::project::Project;
+use crate::render::Renderer;
+
+#[derive(Serialize)]
+struct StatusReport {
+    env: String,
+    stacks: Vec<StackStatus>,
+    /// Emulated environments only: where the records are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<crate::local::counts::RecordCounts>,
+}
+
+pub fn run(
+    project: &Project,
+    args: &StatusArgs,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Exit, Error> {
+    let renderer = Renderer::load(project)?;
+    let prepared = match prepare(project, &renderer, &args.env, out)? {
+        Ok(prepared) => prepared,
+        Err(exit) => return Ok(exit),
+    };
+    let specs = stack_specs_without_parameters(&prepared.rendered);
+    let emulated = prepared.env.settings.endpoint_url.clone();
+    let (rows, records, requests) = runtime()?.block_on(async {
+        let clients = AwsClients::connect(&prepared.target).await;
+        let rows = status::read(&clients, &specs).await?;
+        let deployed = rows.iter().any(|row| row.deployed);
+        let records = match &emulated {
+            Some(url) if deployed => {
+                Some(crate::local::counts::count(&prepared.env, url.as_str()).await?)
+            }
+            _ => None,
+        };
+        Ok::<_, Error>((rows, records, clients.requests.summary()))
+    })?;
+    tracing::info!("AWS API requests: {requests}");
+    match format {
+        OutputFormat::Json => write_json(
+            out,
+            &StatusReport {
+                env: prepared.env.name.clone(),
+                stacks: rows,
+                records,
+            },
+        )?,
+        OutputFormat::Text => {
+            write_text(out, status::to_text(&rows).trim_end())?;
+            if let Some(records) = &records {
+                write_text(out, "")?;
+                write_text(out, &crate::local::counts::to_text(records))?;
+            }
+        }
+    }
+    Ok(Exit::Success)
+}

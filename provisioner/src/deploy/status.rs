@@ -1,0 +1,96 @@
+//! `status`: each stack of an environment as deployed (status, the release that last
+//! changed it, when, its outputs) and whether its template is the one rendered now.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::clients::AwsClients;
+use super::stacks;
+use super::{DeployError, StackSpec};
+
+/// One stack's deployed state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StackStatus {
+    pub id: String,
+    pub stack_name: String,
+    pub deployed: bool,
+    pub status: Option<String>,
+    pub release: Option<String>,
+    pub template_sha256: Option<String>,
+    /// True when the deployed template hash is the one rendered from this checkout.
+    pub template_current: bool,
+    pub last_updated: Option<String>,
+    pub termination_protection: bool,
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Reads every stack of `specs` (one DescribeStacks call on a small account).
+pub async fn read(
+    clients: &AwsClients,
+    specs: &[StackSpec],
+) -> Result<Vec<StackStatus>, DeployError> {
+    let names: Vec<String> = specs.iter().map(|s| s.stack_name.clone()).collect();
+    let deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
+    Ok(specs
+        .iter()
+        .map(|spec| match deployed.get(&spec.stack_name) {
+            Some(stack) => StackStatus {
+                id: spec.id.clone(),
+                stack_name: spec.stack_name.clone(),
+                deployed: true,
+                status: Some(stack.status.clone()),
+                release: stack.release().map(str::to_string),
+                template_sha256: stack.template_sha256().map(str::to_string),
+                template_current: stack.template_sha256() == Some(spec.template_sha256.as_str()),
+                last_updated: stack.last_updated.clone(),
+                termination_protection: stack.termination_protection,
+                outputs: stack.outputs.clone(),
+            },
+            None => StackStatus {
+                id: spec.id.clone(),
+                stack_name: spec.stack_name.clone(),
+                deployed: false,
+                status: None,
+                release: None,
+                template_sha256: None,
+                template_current: false,
+                last_updated: None,
+                termination_protection: false,
+                outputs: BTreeMap::new(),
+            },
+        })
+        .collect())
+}
+
+/// An aligned table, each stack's outputs indented under it.
+pub fn to_text(rows: &[StackStatus]) -> String {
+    let width = rows
+        .iter()
+        .map(|r| r.stack_name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut text = format!(
+        "{:<width$}  {:<24}  {:<20}  {:<27}  TEMPLATE\n",
+        "STACK", "STATUS", "RELEASE", "LAST UPDATE"
+    );
+    for row in rows {
+        let template = match (row.deployed, row.template_current) {
+            (false, _) => "-",
+            (true, true) => "current",
+            (true, false) => "differs from this checkout",
+        };
+        text.push_str(&format!(
+            "{:<width$}  {:<24}  {:<20}  {:<27}  {template}\n",
+            row.stack_name,
+            row.status.as_deref().unwrap_or("NOT DEPLOYED"),
+            row.release.as_deref().unwrap_or("-"),
+            row.last_updated.as_deref().unwrap_or("-"),
+        ));
+        for (key, value) in &row.outputs {
+            text.push_str(&format!("{:width$}    {key} = {value}\n", ""));
+        }
+    }
+    text
+}

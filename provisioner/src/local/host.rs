@@ -1,0 +1,171 @@
+//! The function host: for each deployed function a Runtime API and a process running its
+//! real binary, with the event sources (HTTP route, queue, schedule) and, where the
+//! environment asks for it, the local downstream target.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::discover::{self, Deployment, EmulatorClients};
+use super::process::{self, FunctionLaunch};
+use super::runtime_api::RuntimeApi;
+use super::{downstream, sources, LocalError};
+use crate::config::Environment;
+
+/// Where the host listens and where it finds and unpacks code.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub endpoint_url: String,
+    pub http_port: u16,
+    pub downstream_port: Option<u16>,
+    /// `build/functions/`, holding the zips that were deployed.
+    pub build_dir: PathBuf,
+    /// Where deployed binaries are unpacked.
+    pub work_dir: PathBuf,
+}
+
+/// What is running, for the person who started it.
+#[derive(Debug, Clone)]
+pub struct HostInfo {
+    pub ingest_url: String,
+    pub downstream_url: Option<String>,
+    pub deployment: Deployment,
+}
+
+/// A running host; stops everything on [`Host::shutdown`] (or when dropped).
+#[derive(Debug)]
+pub struct Host {
+    pub info: HostInfo,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+async fn bind(port: u16, what: &str) -> Result<TcpListener, LocalError> {
+    TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|_| LocalError::PortTaken {
+            port,
+            what: what.to_string(),
+        })
+}
+
+impl Host {
+    pub async fn start(env: &Environment, options: &HostOptions) -> Result<Self, LocalError> {
+        let region = env.settings.region.to_string();
+        let account_id = env.settings.account_id.to_string();
+        let clients = EmulatorClients::connect(&options.endpoint_url, &region).await;
+        let deployment = discover::discover(&clients, env).await?;
+        // Bind every port before starting anything, so a clash fails cleanly.
+        let http = bind(options.http_port, "ingest HTTP route").await?;
+        let downstream_listener = match options.downstream_port {
+            Some(port) => Some(bind(port, "local downstream target").await?),
+            None => None,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        if let Some(listener) = downstream_listener {
+            let stopped = stopped.clone();
+            tasks.spawn(async move {
+                if let Err(error) = downstream::serve(listener, stopped).await {
+                    eprintln!("[downstream] stopped: {error}");
+                }
+            });
+        }
+        let mut apis = std::collections::BTreeMap::new();
+        for function in &deployment.functions {
+            let binary =
+                discover::deployed_binary(&options.build_dir, function, &options.work_dir)?;
+            let api = RuntimeApi::start(&function.arn)
+                .await
+                .map_err(|source| LocalError::Io {
+                    action: "listen for the Runtime API of".into(),
+                    path: PathBuf::from(&function.function_name),
+                    source,
+                })?;
+            let mut environment = function.environment.clone();
+            environment.extend([
+                ("AWS_ENDPOINT_URL".to_string(), options.endpoint_url.clone()),
+                ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+                ("AWS_SECRET_ACCESS_KEY".to_string(), "test".to_string()),
+            ]);
+            let launch = FunctionLaunch {
+                name: function.name.clone(),
+                function_name: function.function_name.clone(),
+                binary,
+                memory_mb: function.memory_mb,
+                timeout: function.timeout,
+                environment,
+            };
+            tasks.spawn(process::supervise(
+                launch,
+                api.clone(),
+                region.clone(),
+                stopped.clone(),
+            ));
+            apis.insert(function.name.clone(), (api, function.timeout));
+        }
+        let api_of = |name: &str| apis.get(name).cloned();
+        if let Some((api, timeout)) = api_of(&deployment.route.function) {
+            let route = deployment.route.clone();
+            let account = account_id.clone();
+            let stopped = stopped.clone();
+            tasks.spawn(async move {
+                if let Err(error) =
+                    sources::serve_http(route, api, timeout, account, http, stopped).await
+                {
+                    eprintln!("[host] the HTTP route stopped: {error}");
+                }
+            });
+        }
+        if let Some((api, timeout)) = api_of(&deployment.queue.function) {
+            tasks.spawn(sources::poll_queue(
+                deployment.queue.clone(),
+                clients.sqs.clone(),
+                api,
+                timeout,
+                region.clone(),
+                stopped.clone(),
+            ));
+        }
+        if let Some((api, timeout)) = api_of(&deployment.schedule.function) {
+            tasks.spawn(sources::run_schedule(
+                deployment.schedule.clone(),
+                api,
+                timeout,
+                account_id.clone(),
+                region.clone(),
+                stopped.clone(),
+            ));
+        }
+        let route_path = deployment
+            .route
+            .route_key
+            .split_once(' ')
+            .map(|(_, path)| path.to_string())
+            .unwrap_or_default();
+        Ok(Self {
+            info: HostInfo {
+                ingest_url: format!("http://127.0.0.1:{}{route_path}", options.http_port),
+                downstream_url: options
+                    .downstream_port
+                    .map(|port| format!("http://127.0.0.1:{port}")),
+                deployment,
+            },
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops every process and event source and waits for them, at most `grace`.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+}

@@ -1,0 +1,542 @@
+//! What moto cannot produce, on real SDK clients over `aws-smithy-mocks` rules: an
+//! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE, throttled
+//! DescribeStackEvents, a change set with no changes, a stateful replacement.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudformation::operation::describe_stack_events::{
+    DescribeStackEventsError, DescribeStackEventsOutput,
+};
+use aws_sdk_cloudformation::operation::describe_stacks::DescribeStacksOutput;
+use aws_sdk_cloudformation::types::{
+    Change, ChangeAction, ChangeSetStatus, Replacement, ResourceChange, ResourceStatus, Stack,
+    StackEvent, StackStatus, Tag,
+};
+use aws_sdk_cloudformation::Client;
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
+use aws_smithy_types::DateTime;
+use provisioner::deploy::clients::{AwsClients, RequestCounter};
+use provisioner::deploy::engine::{self, Confirmation, EngineOptions, Mode};
+use provisioner::deploy::progress::Progress;
+use provisioner::deploy::report::{Review, Reviewer, StackResult, Verdict};
+use provisioner::deploy::{PollSettings, StackSpec, TEMPLATE_HASH_TAG};
+
+const STACK: &str = "datasync-dev-data";
+const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:210987654321:stack/datasync-dev-data/1";
+const CHANGE_SET_ID: &str =
+    "arn:aws:cloudformation:eu-west-1:210987654321:changeSet/provisioner-1/1";
+
+struct Recorder(Vec<Review>);
+
+impl Reviewer for Recorder {
+    fn show(&mut self, review: &Review) {
+        self.0.push(review.clone());
+    }
+    fn confirm(&mut self, _review: &Review) -> bool {
+        false
+    }
+}
+
+fn spec() -> StackSpec {
+    StackSpec {
+        id: "data".into(),
+        stack_name: STACK.into(),
+        depends_on: Vec::new(),
+        body: "Resources: {}\n".into(),
+        template_sha256: "new-template-hash".into(),
+        parameters: BTreeMap::new(),
+        tags: BTreeMap::from([("app".to_string(), "datasync".to_string())]),
+    }
+}
+
+fn options(allow: &[&str]) -> EngineOptions {
+    EngineOptions {
+        mode: Mode::Deploy,
+        release: "rel-2".into(),
+        allow_replace: allow.iter().map(|a| a.to_string()).collect::<BTreeSet<_>>(),
+        confirmation: Confirmation::Yes,
+        poll: PollSettings {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+            timeout: Duration::from_secs(10),
+        },
+        emulator: false,
+    }
+}
+
+fn stack(status: StackStatus, template_hash: &str) -> Stack {
+    Stack::builder()
+        .stack_name(STACK)
+        .stack_id(STACK_ID)
+        .stack_status(status)
+        .creation_time(DateTime::from_secs(1_700_000_000))
+        .tags(Tag::builder().key("app").value("datasync").build())
+        .tags(
+            Tag::builder()
+                .key(TEMPLATE_HASH_TAG)
+                .value(template_hash)
+                .build(),
+        )
+        .build()
+}
+
+fn stacks_output(stack: Stack) -> DescribeStacksOutput {
+    DescribeStacksOutput::builder().stacks(stack).build()
+}
+
+fn event(
+    id: &str,
+    logical: &str,
+    kind: &str,
+    status: ResourceStatus,
+    reason: Option<&str>,
+) -> StackEvent {
+    StackEvent::builder()
+        .event_id(id)
+        .stack_id(STACK_ID)
+        .stack_name(STACK)
+        .logical_resource_id(logical)
+        .resource_type(kind)
+        .resource_status(status)
+        .set_resource_status_reason(reason.map(str::to_string))
+        .timestamp(DateTime::from(SystemTime::now()))
+        .build()
+}
+
+fn change(logical: &str, kind: &str, replacement: Replacement) -> Change {
+    Change::builder()
+        .resource_change(
+            ResourceChange::builder()
+                .action(ChangeAction::Modify)
+                .logical_resource_id(logical)
+                .resource_type(kind)
+                .replacement(replacement)
+                .build(),
+        )
+        .build()
+}
+
+fn create_change_set() -> Rule {
+    mock!(Client::create_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput::builder()
+            .id(CHANGE_SET_ID)
+            .stack_id(STACK_ID)
+            .build()
+    })
+}
+
+fn ready_change_set(changes: Vec<Change>) -> Rule {
+    mock!(Client::describe_change_set).then_output(move || {
+        aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::CreateComplete)
+            .set_changes(Some(changes.clone()))
+            .build()
+    })
+}
+
+fn ok_rule<F, O>(
+    rule: aws_smithy_mocks::RuleBuilder<impl std::fmt::Debug + Send + Sync + 'static, O, F>,
+    output: impl Fn() -> O + Send + Sync + 'static,
+) -> Rule
+where
+    O: std::fmt::Debug + Send + Sync + 'static,
+    F: std::fmt::Debug + Send + Sync + std::error::Error + 'static,
+{
+    rule.then_output(output)
+}
+
+/// The deployed template, which differs from the one being deployed.
+fn old_template() -> Rule {
+    mock!(Client::get_template).then_output(|| {
+        aws_sdk_cloudformation::operation::get_template::GetTemplateOutput::builder()
+            .template_body("Resources:\n  Old:\n    Type: AWS::SNS::Topic\n")
+            .build()
+    })
+}
+
+fn clients(rules: &[&Rule]) -> AwsClients {
+    let requests = RequestCounter::default();
+    let counter = requests.clone();
+    let cloudformation = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules, |b| b
+        .interceptor(counter.clone()));
+    let no_rules: [&Rule; 0] = [];
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &no_rules);
+    AwsClients {
+        cloudformation,
+        s3,
+        requests,
+    }
+}
+
+#[tokio::test]
+async fn a_failed_update_that_rolls_back_reports_its_root_cause() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")))
+        .output(|| {
+            stacks_output(stack(
+                StackStatus::UpdateRollbackInProgress,
+                "old-template-hash",
+            ))
+        })
+        .output(|| {
+            stacks_output(stack(
+                StackStatus::UpdateRollbackComplete,
+                "old-template-hash",
+            ))
+        })
+        .build();
+    let events = mock!(Client::describe_stack_events)
+        .sequence()
+        .output(|| {
+            DescribeStackEventsOutput::builder()
+                .stack_events(event(
+                    "4",
+                    STACK,
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::UpdateRollbackInProgress,
+                    Some("The following resource(s) failed to update: [Records]"),
+                ))
+                .stack_events(event(
+                    "3",
+                    "Topic",
+                    "AWS::SNS::Topic",
+                    ResourceStatus::UpdateFailed,
+                    Some("Resource update cancelled"),
+                ))
+                .stack_events(event(
+                    "2",
+                    "Records",
+                    "AWS::DynamoDB::Table",
+                    ResourceStatus::UpdateFailed,
+                    Some("Cannot update GSI's properties other than Provisioned Throughput"),
+                ))
+                .stack_events(event(
+                    "1",
+                    "Records",
+                    "AWS::DynamoDB::Table",
+                    ResourceStatus::UpdateInProgress,
+                    None,
+                ))
+                .build()
+        })
+        .output(|| {
+            DescribeStackEventsOutput::builder()
+                .stack_events(event(
+                    "5",
+                    STACK,
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::UpdateComplete,
+                    None,
+                ))
+                .stack_events(event(
+                    "4",
+                    STACK,
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::UpdateRollbackInProgress,
+                    None,
+                ))
+                .build()
+        })
+        .build();
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change(
+        "Records",
+        "AWS::DynamoDB::Table",
+        Replacement::False,
+    )]);
+    let template = old_template();
+    let clients = clients(&[&describe, &template, &create, &ready, &execute, &events]);
+
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(run.verdict(), Verdict::Failed);
+    let outcome = &run.stacks[0];
+    assert_eq!(outcome.result, StackResult::Failed);
+    assert_eq!(outcome.status.as_deref(), Some("UPDATE_ROLLBACK_COMPLETE"));
+    let cause = outcome.root_cause.as_ref().expect("a root cause");
+    assert_eq!(cause.logical_id, "Records");
+    assert_eq!(
+        cause.reason.as_deref(),
+        Some("Cannot update GSI's properties other than Provisioned Throughput")
+    );
+    let text = run.to_text();
+    assert!(
+        text.contains("root cause: Records (AWS::DynamoDB::Table) UPDATE_FAILED: Cannot update GSI's properties"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attempt() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stacks_output(stack(StackStatus::RollbackComplete, "old-template-hash")))
+        .output(|| stacks_output(stack(StackStatus::DeleteComplete, "old-template-hash")))
+        .output(|| stacks_output(stack(StackStatus::CreateComplete, "new-template-hash")))
+        .build();
+    let delete = ok_rule(mock!(Client::delete_stack), || {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder().build()
+    });
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let create = mock!(Client::create_change_set)
+        .match_requests(|input| input.change_set_type().map(|t| t.as_str()) == Some("CREATE"))
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput::builder()
+                .id(CHANGE_SET_ID)
+                .stack_id(STACK_ID)
+                .build()
+        });
+    let ready = ready_change_set(vec![]);
+    let clients = clients(&[&describe, &delete, &events, &create, &ready, &execute]);
+    let mut reviews = Recorder(Vec::new());
+
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut reviews,
+    )
+    .await
+    .expect("the run completes");
+    let outcome = &run.stacks[0];
+    assert_eq!(outcome.result, StackResult::Deployed, "{}", run.to_text());
+    assert_eq!(outcome.change_set_type.as_deref(), Some("CREATE"));
+    assert_eq!(
+        delete.num_calls(),
+        1,
+        "the rolled-back stack is deleted first"
+    );
+    assert_eq!(
+        create.num_calls(),
+        1,
+        "then created again through a CREATE change set"
+    );
+    assert!(
+        run.to_text()
+            .contains("left in ROLLBACK_COMPLETE by a failed first deploy; it was deleted"),
+        "{}",
+        run.to_text()
+    );
+}
+
+#[tokio::test]
+async fn throttled_stack_events_slow_the_polling_down_instead_of_failing() {
+    let throttled = mock!(Client::describe_stack_events)
+        .sequence()
+        .error(|| {
+            DescribeStackEventsError::generic(
+                ErrorMetadata::builder()
+                    .code("Throttling")
+                    .message("Rate exceeded")
+                    .build(),
+            )
+        })
+        .times(6)
+        .build();
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder()
+            .stack_events(event(
+                "9",
+                STACK,
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::UpdateComplete,
+                None,
+            ))
+            .build()
+    });
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change("Queue", "AWS::SQS::Queue", Replacement::False)]);
+    // DescribeStacks: the first call lists, then IN_PROGRESS while events are throttled.
+    let describe_then_done = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")))
+        .output(|| stacks_output(stack(StackStatus::UpdateInProgress, "old-template-hash")))
+        .times(6)
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "new-template-hash")))
+        .repeatedly()
+        .build();
+    let template = old_template();
+    let clients = clients(&[
+        &describe_then_done,
+        &template,
+        &create,
+        &ready,
+        &execute,
+        &throttled,
+        &events,
+    ]);
+
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("throttling does not fail the deploy");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Deployed,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(
+        throttled.num_calls(),
+        6,
+        "every throttled answer was met with a later retry"
+    );
+    assert!(
+        events.num_calls() >= 1,
+        "events were read once the throttling stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_change_set_without_changes_is_deleted_and_not_executed() {
+    let describe = ok_rule(mock!(Client::describe_stacks), || {
+        stacks_output(stack(
+            StackStatus::UpdateComplete,
+            "hash-written-by-another-tool",
+        ))
+    });
+    let template = ok_rule(mock!(Client::get_template), || {
+        aws_sdk_cloudformation::operation::get_template::GetTemplateOutput::builder()
+            .template_body("Resources: {} # same resources, other bytes\n")
+            .build()
+    });
+    let create = create_change_set();
+    let empty = ok_rule(mock!(Client::describe_change_set), || {
+        aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::Failed)
+            .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+            .build()
+    });
+    let delete = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let clients = clients(&[&describe, &template, &create, &empty, &delete, &execute]);
+
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::NoChanges,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(run.verdict(), Verdict::NoChanges);
+    assert_eq!(delete.num_calls(), 1, "the empty change set is deleted");
+    assert_eq!(execute.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn replacing_a_table_is_refused_unless_it_is_named() {
+    let rules = || {
+        (
+            ok_rule(mock!(Client::describe_stacks), || {
+                stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash"))
+            }),
+            create_change_set(),
+            ready_change_set(vec![
+                change("Records", "AWS::DynamoDB::Table", Replacement::True),
+                change("Role", "AWS::IAM::Role", Replacement::True),
+            ]),
+            ok_rule(mock!(Client::delete_change_set), || {
+                aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder().build()
+            }),
+            ok_rule(mock!(Client::execute_change_set), || {
+                aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder().build()
+            }),
+            ok_rule(mock!(Client::describe_stack_events), || {
+                DescribeStackEventsOutput::builder().build()
+            }),
+            old_template(),
+        )
+    };
+    let (describe, create, ready, delete, execute, events, template) = rules();
+    let clients_refused = clients(&[
+        &describe, &create, &ready, &delete, &execute, &events, &template,
+    ]);
+    let mut reviews = Recorder(Vec::new());
+    let run = engine::run(
+        &clients_refused,
+        &[spec()],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut reviews,
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(run.verdict(), Verdict::Refused);
+    assert_eq!(run.stacks[0].refused.len(), 1);
+    assert_eq!(run.stacks[0].refused[0].logical_id, "Records");
+    assert_eq!(run.stacks[0].refused[0].effect, "replaced");
+    assert_eq!(delete.num_calls(), 1, "the refused change set is deleted");
+    assert_eq!(execute.num_calls(), 0);
+    assert!(
+        reviews.0[0]
+            .to_text(false)
+            .contains("Records  AWS::DynamoDB::Table  REPLACE"),
+        "{}",
+        reviews.0[0].to_text(false)
+    );
+
+    let (describe, create, ready, delete, execute, events, template) = rules();
+    let clients_allowed = clients(&[
+        &describe, &create, &ready, &delete, &execute, &events, &template,
+    ]);
+    let run = engine::run(
+        &clients_allowed,
+        &[spec()],
+        options(&["Records"]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        execute.num_calls(),
+        1,
+        "named with --allow-replace, the change set runs: {}",
+        run.to_text()
+    );
+}
