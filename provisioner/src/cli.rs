@@ -235,7 +235,8 @@ pub struct LocalSendArgs {
     /// The source system (hris, crm); by default the first word of the file name.
     #[arg(long)]
     pub source: Option<String>,
-    /// Records per request (at most the environment's api.max_records_per_request).
+    /// Records per request (default 100; at most the environment's
+    /// api.max_records_per_request).
     #[arg(long)]
     pub batch: Option<usize>,
     #[arg(long, value_name = "ENV", default_value = "local")]

@@ -18,6 +18,9 @@ use crate::local::LocalError;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
 
+/// Records per request unless `--batch` says otherwise.
+pub const DEFAULT_BATCH: usize = 100;
+
 /// Sources the platform maps (`functions/sync-core/mappings/`).
 pub const SOURCES: [&str; 2] = ["hris", "crm"];
 
@@ -291,10 +294,10 @@ pub fn send(
         "http://127.0.0.1:{}/integrations/{source}/records",
         host.http_port
     );
-    let batch = args
-        .batch
-        .unwrap_or(env.settings.api.max_records_per_request as usize)
-        .clamp(1, env.settings.api.max_records_per_request as usize);
+    // 100 records a request keeps each ingest invocation well inside its timeout
+    // against the emulator, whose SQS answers a batch of 10 in tens of milliseconds.
+    let limit = env.settings.api.max_records_per_request as usize;
+    let batch = args.batch.unwrap_or(DEFAULT_BATCH).clamp(1, limit);
     let runtime = super::deploy::runtime()?;
     let mut report = runtime.block_on(async {
         let keys = signing_keys(&env, endpoint.as_str()).await?;
