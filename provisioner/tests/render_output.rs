@@ -64,7 +64,7 @@ fn the_checks_catch_an_import_of_an_export_nobody_makes() {
             "network-FunctionSecurityGroup",
         ),
     );
-    let findings = provisioner::commands::render::check(&render(&fixture, "dev"));
+    let findings = render(&fixture, "dev").findings;
     assert_eq!(findings.len(), 3, "one per function: {findings:#?}");
     assert!(findings.iter().all(|f| f.stack == "compute"));
     assert!(

@@ -34,7 +34,7 @@ fn every_stack_of_every_environment_matches_its_snapshot_and_passes_the_checks()
                     "observability"
                 ]
             );
-            let findings = provisioner::commands::render::check(&rendered);
+            let findings = &rendered.findings;
             assert!(findings.is_empty(), "{name}: {findings:#?}");
             for stack in &rendered.stacks {
                 insta::assert_snapshot!(format!("{name}__{}", stack.id), stack.body);

@@ -48,7 +48,7 @@ pub fn prepare(
 ) -> Result<Result<Prepared, Exit>, Error> {
     let env = renderer.load_environment(project, env_name)?;
     let rendered = renderer.render(&env)?;
-    let findings = crate::commands::render::check(&rendered);
+    let findings = &rendered.findings;
     let errors: Vec<_> = findings
         .iter()
         .filter(|f| f.severity() == crate::render::checks::Severity::Error)

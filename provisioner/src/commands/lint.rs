@@ -15,7 +15,7 @@ use crate::project::Project;
 use crate::render::checks::Finding;
 use crate::render::Renderer;
 
-use super::render::{check, for_each_environment, selected, write_environment};
+use super::render::{for_each_environment, selected, write_environment};
 
 /// How to install the pinned linter.
 pub const CFN_LINT_INSTALL: &str =
@@ -140,7 +140,7 @@ pub fn run(
     let results = for_each_environment(&names, |name| {
         let env = renderer.load_environment(project, name)?;
         let rendered = renderer.render(&env)?;
-        let findings = check(&rendered);
+        let findings = rendered.findings.clone();
         let dir = project.root().join("build").join(".lint").join(name);
         let manifest = write_environment(
             &rendered,

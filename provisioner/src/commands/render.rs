@@ -49,11 +49,6 @@ pub fn for_each_environment<T: Send>(
     })
 }
 
-/// What the in-process checks found in one rendered environment.
-pub fn check(rendered: &RenderedEnvironment) -> Vec<Finding> {
-    rendered.findings.clone()
-}
-
 /// What `render` wrote for one environment; also written as `manifest.json`.
 #[derive(Debug, Serialize)]
 pub struct RenderManifest {
@@ -138,7 +133,7 @@ pub fn run(
     let manifests = for_each_environment(&names, |name| {
         let env = renderer.load_environment(project, name)?;
         let rendered = renderer.render(&env)?;
-        let findings = check(&rendered);
+        let findings = rendered.findings.clone();
         let dir: PathBuf = if args.selection.all {
             out_dir.join(name)
         } else {
