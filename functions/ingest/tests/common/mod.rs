@@ -1,6 +1,8 @@
 //! Test support: one moto server per test binary, SDK configuration pointed at it, and
 //! names unique to each test.
 
+pub mod api;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 

@@ -1,0 +1,149 @@
+//! The ingest function set up against moto, and signed API Gateway v2 events to send it.
+
+// Each test binary uses its own part of this module.
+#![allow(dead_code)]
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use ingest::config::{IngestConfig, SecretStoreKind};
+use ingest::{Ingest, SecretStore, SigningSecret};
+use serde_json::{json, Value};
+use sync_core::envelope::QueueMessage;
+use sync_core::signature::sign;
+use sync_core::Mappings;
+
+pub const NOW: i64 = 1_714_564_800;
+pub const KEY: &str = "test-signing-key";
+
+pub struct Setup {
+    pub ingest: Ingest,
+    pub queue_url: String,
+}
+
+pub async fn setup_with(
+    secret_value: &str,
+    store: SecretStoreKind,
+    max_records: usize,
+    max_body: usize,
+) -> Setup {
+    let sdk = super::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(super::unique("records"))
+        .send()
+        .await
+        .unwrap();
+    let queue_url = queue.queue_url().unwrap().to_string();
+    let secret_name = match store {
+        SecretStoreKind::SecretsManager => {
+            let name = super::unique("ingest-signing");
+            aws_sdk_secretsmanager::Client::new(&sdk)
+                .create_secret()
+                .name(&name)
+                .secret_string(secret_value)
+                .send()
+                .await
+                .unwrap();
+            name
+        }
+        SecretStoreKind::Ssm => {
+            let name = format!("/datasync/{}/ingest/signing-secret", super::unique("local"));
+            aws_sdk_ssm::Client::new(&sdk)
+                .put_parameter()
+                .name(&name)
+                .value(secret_value)
+                .r#type(aws_sdk_ssm::types::ParameterType::String)
+                .send()
+                .await
+                .unwrap();
+            name
+        }
+    };
+    let config = IngestConfig {
+        queue_url: queue_url.clone(),
+        secret_store: store,
+        secret_name: secret_name.clone(),
+        max_records_per_request: max_records,
+        max_body_bytes: max_body,
+        metrics_namespace: "datasync/test".into(),
+    };
+    let ingest = Ingest {
+        sqs,
+        secret: SigningSecret::new(SecretStore::new(store, &sdk), secret_name),
+        mappings: Mappings::builtin().unwrap(),
+        config,
+    };
+    Setup { ingest, queue_url }
+}
+
+pub async fn setup() -> Setup {
+    setup_with(KEY, SecretStoreKind::SecretsManager, 50, 64 * 1024).await
+}
+
+pub fn event(source: &str, body: &str) -> ApiGatewayV2httpRequest {
+    let fixture = include_str!("../fixtures/apigw_v2_post_records.json");
+    let mut event: ApiGatewayV2httpRequest = serde_json::from_str(fixture).unwrap();
+    event.raw_path = Some(format!("/integrations/{source}/records"));
+    event.path_parameters.insert("source".into(), source.into());
+    event.body = Some(body.to_string());
+    event
+}
+
+pub fn signed(source: &str, body: &str, key: &str, timestamp: i64) -> ApiGatewayV2httpRequest {
+    let mut event = event(source, body);
+    event
+        .headers
+        .insert("x-sync-timestamp", timestamp.to_string().parse().unwrap());
+    event.headers.insert(
+        "x-sync-signature",
+        sign(key.as_bytes(), timestamp, body.as_bytes())
+            .parse()
+            .unwrap(),
+    );
+    event
+}
+
+pub fn body_json(response: &ApiGatewayV2httpResponse) -> Value {
+    match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+pub fn employee(id: &str, email: &str) -> Value {
+    json!({
+        "employee_id": id, "email": email, "first_name": "Ada", "last_name": "Lovelace",
+        "department": "R&D", "employment_status": "active", "hire_date": "2020-01-02",
+        "updated_at": "2024-05-01T10:00:00Z"
+    })
+}
+
+pub async fn queued(setup: &Setup) -> Vec<(QueueMessage, Option<String>)> {
+    let mut all = Vec::new();
+    loop {
+        let output = setup
+            .ingest
+            .sqs
+            .receive_message()
+            .queue_url(&setup.queue_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let messages = output.messages();
+        if messages.is_empty() {
+            return all;
+        }
+        for message in messages {
+            let envelope: QueueMessage = serde_json::from_str(message.body().unwrap()).unwrap();
+            let attribute = message
+                .message_attributes()
+                .and_then(|a| a.get("correlation_id"))
+                .and_then(|a| a.string_value())
+                .map(str::to_string);
+            all.push((envelope, attribute));
+        }
+    }
+}
