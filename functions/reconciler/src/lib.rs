@@ -196,9 +196,15 @@ async fn redrive_one(reconciler: &Reconciler, item: &Item, state: LedgerState, n
         .update_item()
         .table_name(&reconciler.config.ledger_table)
         .key("idempotency_key", AttributeValue::S(update.key.clone()))
-        .update_expression(&update.update)
-        .condition_expression(&update.condition)
-        .set_expression_attribute_names(Some(update.names.clone().into_iter().collect()))
+        .update_expression(update.update)
+        .condition_expression(update.condition)
+        .set_expression_attribute_names(Some(
+            update
+                .names
+                .iter()
+                .map(|(alias, name)| (alias.clone(), name.clone()))
+                .collect(),
+        ))
         .set_expression_attribute_values(Some(
             update
                 .values

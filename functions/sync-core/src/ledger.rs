@@ -7,6 +7,7 @@
 //! backoff in `RETRY`, the time of the last change in `COMPLETED` and `FAILED`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::store::AttrValue;
 
@@ -73,11 +74,11 @@ pub struct LedgerUpdate {
     /// The item's `idempotency_key`.
     pub key: String,
     /// `UpdateExpression`.
-    pub update: String,
+    pub update: &'static str,
     /// `ConditionExpression`.
-    pub condition: String,
-    /// `ExpressionAttributeNames`.
-    pub names: BTreeMap<String, String>,
+    pub condition: &'static str,
+    /// `ExpressionAttributeNames` (shared: the same few sets serve every update).
+    pub names: Arc<BTreeMap<String, String>>,
     /// `ExpressionAttributeValues`.
     pub values: BTreeMap<String, AttrValue>,
 }
@@ -114,8 +115,8 @@ fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
 
 /// The attribute names an expression pair uses, worked out once per distinct pair (the
 /// expressions are fixed texts, so a handful of entries ever exist).
-fn cached_names(update: &'static str, condition: &'static str) -> BTreeMap<String, String> {
-    type Cache = std::sync::Mutex<Vec<(usize, usize, BTreeMap<String, String>)>>;
+fn cached_names(update: &'static str, condition: &'static str) -> Arc<BTreeMap<String, String>> {
+    type Cache = std::sync::Mutex<Vec<(usize, usize, Arc<BTreeMap<String, String>>)>>;
     static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(|| std::sync::Mutex::new(Vec::new()));
     let id = (update.as_ptr() as usize, condition.as_ptr() as usize);
@@ -124,10 +125,10 @@ fn cached_names(update: &'static str, condition: &'static str) -> BTreeMap<Strin
         Err(poisoned) => poisoned.into_inner(),
     };
     if let Some((_, _, names)) = entries.iter().find(|(u, c, _)| (*u, *c) == id) {
-        return names.clone();
+        return Arc::clone(names);
     }
-    let names = names_for(update, condition);
-    entries.push((id.0, id.1, names.clone()));
+    let names = Arc::new(names_for(update, condition));
+    entries.push((id.0, id.1, Arc::clone(&names)));
     names
 }
 
@@ -149,8 +150,8 @@ fn update(
 ) -> LedgerUpdate {
     LedgerUpdate {
         key: key.to_string(),
-        update: update.to_string(),
-        condition: condition.to_string(),
+        update,
+        condition,
         names: cached_names(update, condition),
         values: values
             .into_iter()

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod mapping;
 pub mod metrics;
 pub mod normalize;
+pub mod pointer;
 pub mod rate_limit;
 pub mod record;
 pub mod retry;

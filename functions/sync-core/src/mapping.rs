@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+use crate::pointer::{ConsumedTree, JsonPath};
+
 /// The mappings shipped with the functions, one per source.
 pub const BUILTIN_MAPPINGS: &[(&str, &str)] = &[
     ("mappings/hris.yaml", include_str!("../mappings/hris.yaml")),
@@ -140,9 +142,9 @@ pub struct Mapping {
     /// Lower-cased spelling -> canonical value, per enum field (built on load).
     #[serde(skip)]
     pub(crate) enum_lookup: BTreeMap<String, BTreeMap<String, String>>,
-    /// Every pointer a field, the id, the version or the delete rule reads (built on load).
+    /// Every pointer of the mapping, decoded (built on load).
     #[serde(skip)]
-    pub(crate) consumed: BTreeSet<String>,
+    pub(crate) paths: CompiledPaths,
     /// `phone_region`, parsed (built on load).
     #[serde(skip)]
     pub(crate) region: Option<phonenumber::country::Id>,
@@ -315,18 +317,47 @@ impl Mapping {
                 (field.name.clone(), lookup)
             })
             .collect();
-        let mut consumed: BTreeSet<String> = self.fields.iter().map(|f| f.from.clone()).collect();
-        consumed.insert(self.external_id.clone());
-        consumed.insert(self.source_version.from.clone());
-        if let Some(rule) = &self.delete_when {
-            consumed.insert(rule.from.clone());
+        let paths = CompiledPaths {
+            external_id: JsonPath::parse(&self.external_id),
+            source_version: JsonPath::parse(&self.source_version.from),
+            delete_when: self
+                .delete_when
+                .as_ref()
+                .map(|rule| JsonPath::parse(&rule.from)),
+            fields: self
+                .fields
+                .iter()
+                .map(|field| JsonPath::parse(&field.from))
+                .collect(),
+            consumed: ConsumedTree::default(),
+        };
+        let mut consumed = ConsumedTree::default();
+        for path in paths
+            .fields
+            .iter()
+            .chain([&paths.external_id, &paths.source_version])
+            .chain(paths.delete_when.as_ref())
+        {
+            consumed.insert(path);
         }
-        self.consumed = consumed;
+        self.paths = CompiledPaths { consumed, ..paths };
         self.region = self
             .phone_region
             .as_deref()
             .and_then(|region| region.parse().ok());
     }
+}
+
+/// A mapping's pointers, decoded once when it is loaded.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledPaths {
+    pub(crate) external_id: JsonPath,
+    pub(crate) source_version: JsonPath,
+    pub(crate) delete_when: Option<JsonPath>,
+    /// One per field, in the order of [`Mapping::fields`].
+    pub(crate) fields: Vec<JsonPath>,
+    /// Everything the above read.
+    pub(crate) consumed: ConsumedTree,
 }
 
 /// Every known source's mapping, by source name.
@@ -381,7 +412,7 @@ mod tests {
         assert_eq!(mappings.sources(), vec!["crm", "hris"]);
         let hris = mappings.get("hris").unwrap();
         assert_eq!(hris.entity_type, "employee");
-        assert!(hris.consumed.contains("/employee_id"));
+        assert!(hris.paths.consumed.reads(&JsonPath::parse("/employee_id")));
     }
 
     fn with_field(field_yaml: &str) -> String {

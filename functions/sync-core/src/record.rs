@@ -121,14 +121,23 @@ pub fn normalize_record(
         .ok();
     let source_version = read_version(mapping, raw).map_err(|e| errors.push(e)).ok();
     let operation = match &mapping.delete_when {
-        Some(rule) if raw.pointer(&rule.from) == Some(&rule.equals) => Operation::Delete,
+        Some(rule)
+            if mapping
+                .paths
+                .delete_when
+                .as_ref()
+                .and_then(|path| path.get(raw))
+                == Some(&rule.equals) =>
+        {
+            Operation::Delete
+        }
         _ => Operation::Upsert,
     };
     let mut fields = BTreeMap::new();
     let mut unmapped = Map::new();
     if operation == Operation::Upsert {
-        for field in &mapping.fields {
-            let value = raw.pointer(&field.from);
+        for (field, path) in mapping.fields.iter().zip(&mapping.paths.fields) {
+            let value = path.get(raw);
             let outcome = match field.kind {
                 FieldKind::Text => normalize::text(&field.from, value),
                 FieldKind::Email => normalize::email(&field.from, value),
@@ -155,7 +164,10 @@ pub fn normalize_record(
                 Err(error) => errors.push(error),
             }
         }
-        collect_unmapped(mapping, object, "", &mut unmapped);
+        mapping
+            .paths
+            .consumed
+            .collect_unmapped(object, &mut unmapped);
     }
     match (external_id, source_version, errors.is_empty()) {
         (Some(external_id), Some(source_version), true) => Ok(CanonicalRecord {
@@ -173,7 +185,7 @@ pub fn normalize_record(
 
 fn read_external_id(mapping: &Mapping, raw: &Value) -> Result<String, FieldError> {
     let pointer = &mapping.external_id;
-    let id = match raw.pointer(pointer) {
+    let id = match mapping.paths.external_id.get(raw) {
         Some(Value::String(id)) => id.trim().to_string(),
         Some(Value::Number(id)) if id.is_u64() || id.is_i64() => id.to_string(),
         None | Some(Value::Null) => String::new(),
@@ -207,7 +219,7 @@ fn read_external_id(mapping: &Mapping, raw: &Value) -> Result<String, FieldError
 
 fn read_version(mapping: &Mapping, raw: &Value) -> Result<u64, FieldError> {
     let pointer = &mapping.source_version.from;
-    let value = raw.pointer(pointer);
+    let value = mapping.paths.source_version.get(raw);
     if matches!(value, None | Some(Value::Null)) {
         return Err(FieldError::new(
             pointer,
@@ -232,34 +244,5 @@ fn read_version(mapping: &Mapping, raw: &Value) -> Result<u64, FieldError> {
                 ),
             )
         }),
-    }
-}
-
-/// Puts every attribute that no pointer of the mapping reads into `unmapped`, descending
-/// into objects that contain read attributes (such as the CRM's `properties`).
-fn collect_unmapped(
-    mapping: &Mapping,
-    object: &Map<String, Value>,
-    prefix: &str,
-    unmapped: &mut Map<String, Value>,
-) {
-    for (key, value) in object {
-        let pointer = format!("{prefix}/{}", key.replace('~', "~0").replace('/', "~1"));
-        if mapping.consumed.contains(&pointer) {
-            continue;
-        }
-        let is_parent = mapping
-            .consumed
-            .range(format!("{pointer}/")..)
-            .next()
-            .is_some_and(|consumed| consumed.starts_with(&format!("{pointer}/")));
-        match value {
-            Value::Object(inner) if is_parent => {
-                collect_unmapped(mapping, inner, &pointer, unmapped)
-            }
-            _ => {
-                unmapped.insert(dotted(&pointer), value.clone());
-            }
-        }
     }
 }

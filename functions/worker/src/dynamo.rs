@@ -58,9 +58,15 @@ pub async fn update(
         .update_item()
         .table_name(table)
         .key("idempotency_key", AttributeValue::S(update.key.clone()))
-        .update_expression(&update.update)
-        .condition_expression(&update.condition)
-        .set_expression_attribute_names(Some(update.names.clone().into_iter().collect()))
+        .update_expression(update.update)
+        .condition_expression(update.condition)
+        .set_expression_attribute_names(Some(
+            update
+                .names
+                .iter()
+                .map(|(alias, name)| (alias.clone(), name.clone()))
+                .collect(),
+        ))
         .set_expression_attribute_values(Some(
             update
                 .values
