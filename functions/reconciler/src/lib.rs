@@ -209,7 +209,7 @@ async fn redrive_one(reconciler: &Reconciler, item: &Item, state: LedgerState, n
             update
                 .values
                 .iter()
-                .map(|(k, v)| (k.clone(), to_sdk(v)))
+                .map(|(k, v)| (k.to_string(), to_sdk(v)))
                 .collect(),
         ))
         .send()
@@ -258,7 +258,11 @@ fn to_sdk(value: &sync_core::store::AttrValue) -> AttributeValue {
         V::N(n) => AttributeValue::N(n.clone()),
         V::Bool(b) => AttributeValue::Bool(*b),
         V::Null => AttributeValue::Null(true),
-        V::M(map) => AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()),
+        V::M(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_sdk(v)))
+                .collect(),
+        ),
         V::L(items) => AttributeValue::L(items.iter().map(to_sdk).collect()),
     }
 }

@@ -80,7 +80,7 @@ pub struct LedgerUpdate {
     /// `ExpressionAttributeNames` (shared: the same few sets serve every update).
     pub names: Arc<BTreeMap<String, String>>,
     /// `ExpressionAttributeValues`.
-    pub values: BTreeMap<String, AttrValue>,
+    pub values: BTreeMap<&'static str, AttrValue>,
 }
 
 /// Every attribute the ledger uses, aliased so no reserved word is a problem.
@@ -146,17 +146,14 @@ fn update(
     key: &str,
     update: &'static str,
     condition: &'static str,
-    values: Vec<(&str, AttrValue)>,
+    values: Vec<(&'static str, AttrValue)>,
 ) -> LedgerUpdate {
     LedgerUpdate {
         key: key.to_string(),
         update,
         condition,
         names: cached_names(update, condition),
-        values: values
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+        values: values.into_iter().collect(),
     }
 }
 

@@ -43,7 +43,8 @@ fn trimmed<'a>(
             if text.is_empty() {
                 return Ok(None);
             }
-            if text.chars().count() > MAX_TEXT_CHARS {
+            // A character is at least one byte: only long texts need counting.
+            if text.len() > MAX_TEXT_CHARS && text.chars().count() > MAX_TEXT_CHARS {
                 return Err(FieldError::new(
                     pointer,
                     FieldErrorCode::TooLong,
@@ -123,6 +124,10 @@ pub fn date(pointer: &str, value: Option<&Value>) -> Result<Normalized, FieldErr
     let Some(text) = trimmed(pointer, value)? else {
         return Ok(Normalized::Absent);
     };
+    if let Some(date) = plain_iso_date(&text) {
+        // Already in its normal form: no need to format it again.
+        return Ok(Normalized::Value(Value::String(date.to_string())));
+    }
     let parsed = NaiveDate::parse_from_str(&text, "%Y-%m-%d")
         .ok()
         .or_else(|| {
@@ -143,6 +148,25 @@ pub fn date(pointer: &str, value: Option<&Value>) -> Result<Normalized, FieldErr
             ),
         )),
     }
+}
+
+/// `text` when it is exactly `YYYY-MM-DD` and a real calendar date.
+fn plain_iso_date(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(at, b)| at == 4 || at == 7 || b.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    let year = text[..4].parse().ok()?;
+    let month = text[5..7].parse().ok()?;
+    let day = text[8..].parse().ok()?;
+    NaiveDate::from_ymd_opt(year, month, day).map(|_| text)
 }
 
 fn parse_instant(
@@ -285,6 +309,29 @@ mod tests {
             value(timestamp("/t", Some(&json!("2024-05-01T14:00:00+02:00"))).unwrap()),
             json!("2024-05-01T12:00:00.000Z")
         );
+    }
+
+    #[test]
+    fn plain_dates_are_checked_against_the_calendar() {
+        for (raw, expected) in [
+            ("2024-02-29", Some("2024-02-29")),
+            ("2021-9-4", Some("2021-09-04")),
+            ("2023-02-29", None),
+            ("2021-13-01", None),
+            ("2021-00-10", None),
+            ("2021-01-32", None),
+            ("2021-01-0x", None),
+        ] {
+            let normalized = date("/d", Some(&json!(raw)));
+            match expected {
+                Some(expected) => assert_eq!(value(normalized.unwrap()), json!(expected), "{raw}"),
+                None => assert_eq!(
+                    normalized.unwrap_err().code,
+                    FieldErrorCode::InvalidDate,
+                    "{raw}"
+                ),
+            }
+        }
     }
 
     #[test]

@@ -54,7 +54,7 @@ impl AttrValue {
 }
 
 /// An item: attribute name -> value.
-pub type Item = BTreeMap<String, AttrValue>;
+pub type Item = BTreeMap<&'static str, AttrValue>;
 
 /// A conditional `PutItem`.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,12 +62,19 @@ pub struct ConditionalPut {
     /// The whole item (it replaces any previous one).
     pub item: Item,
     /// `ConditionExpression`.
-    pub condition: String,
+    pub condition: &'static str,
     /// `ExpressionAttributeNames`.
-    pub names: BTreeMap<String, String>,
+    pub names: BTreeMap<&'static str, &'static str>,
     /// `ExpressionAttributeValues`.
-    pub values: BTreeMap<String, AttrValue>,
+    pub values: BTreeMap<&'static str, AttrValue>,
 }
+
+/// An upsert wins over an absent item or an older version.
+const UPSERT_CONDITION: &str = "attribute_not_exists(pk) OR #version < :version \
+     OR (#version = :version AND #key = :key)";
+/// A delete also wins a tie with an upsert of the same version.
+const DELETE_CONDITION: &str = "attribute_not_exists(pk) OR #version <= :version \
+     OR (#version = :version AND #key = :key)";
 
 /// Partition key of a record: `{source}#{external_id}`.
 pub fn record_pk(source: &str, external_id: &str) -> String {
@@ -89,29 +96,23 @@ pub fn record_put(
 ) -> ConditionalPut {
     let mut item = Item::new();
     item.insert(
-        "pk".into(),
+        "pk",
         AttrValue::s(record_pk(&record.source, &record.external_id)),
     );
-    item.insert("sk".into(), AttrValue::s(record.entity_type.clone()));
-    item.insert("source".into(), AttrValue::s(record.source.clone()));
-    item.insert(
-        "external_id".into(),
-        AttrValue::s(record.external_id.clone()),
-    );
-    item.insert(
-        "entity_type".into(),
-        AttrValue::s(record.entity_type.clone()),
-    );
-    item.insert("source_version".into(), AttrValue::n(record.source_version));
-    item.insert("operation".into(), AttrValue::s(record.operation.as_str()));
-    item.insert("idempotency_key".into(), AttrValue::s(idempotency_key));
-    item.insert("correlation_id".into(), AttrValue::s(correlation_id));
-    item.insert("written_at".into(), AttrValue::s(now_rfc3339));
+    item.insert("sk", AttrValue::s(record.entity_type.clone()));
+    item.insert("source", AttrValue::s(record.source.clone()));
+    item.insert("external_id", AttrValue::s(record.external_id.clone()));
+    item.insert("entity_type", AttrValue::s(record.entity_type.clone()));
+    item.insert("source_version", AttrValue::n(record.source_version));
+    item.insert("operation", AttrValue::s(record.operation.as_str()));
+    item.insert("idempotency_key", AttrValue::s(idempotency_key));
+    item.insert("correlation_id", AttrValue::s(correlation_id));
+    item.insert("written_at", AttrValue::s(now_rfc3339));
     match record.operation {
         Operation::Upsert => {
-            item.insert("deleted".into(), AttrValue::Bool(false));
+            item.insert("deleted", AttrValue::Bool(false));
             item.insert(
-                "fields".into(),
+                "fields",
                 AttrValue::M(
                     record
                         .fields
@@ -121,7 +122,7 @@ pub fn record_put(
                 ),
             );
             item.insert(
-                "unmapped".into(),
+                "unmapped",
                 AttrValue::M(
                     record
                         .unmapped
@@ -132,23 +133,17 @@ pub fn record_put(
             );
         }
         Operation::Delete => {
-            item.insert("deleted".into(), AttrValue::Bool(true));
+            item.insert("deleted", AttrValue::Bool(true));
         }
     }
-    let version_test = match record.operation {
-        Operation::Upsert => "#version < :version",
-        Operation::Delete => "#version <= :version",
+    let condition = match record.operation {
+        Operation::Upsert => UPSERT_CONDITION,
+        Operation::Delete => DELETE_CONDITION,
     };
-    let condition = format!(
-        "attribute_not_exists(pk) OR {version_test} OR (#version = :version AND #key = :key)"
-    );
-    let names = BTreeMap::from([
-        ("#version".to_string(), "source_version".to_string()),
-        ("#key".to_string(), "idempotency_key".to_string()),
-    ]);
+    let names = BTreeMap::from([("#version", "source_version"), ("#key", "idempotency_key")]);
     let values = BTreeMap::from([
-        (":version".to_string(), AttrValue::n(record.source_version)),
-        (":key".to_string(), AttrValue::s(idempotency_key)),
+        (":version", AttrValue::n(record.source_version)),
+        (":key", AttrValue::s(idempotency_key)),
     ]);
     ConditionalPut {
         item,

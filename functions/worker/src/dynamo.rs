@@ -1,6 +1,6 @@
 //! Sends the writes that `sync_core` builds as plain data to DynamoDB.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -18,18 +18,26 @@ pub enum WriteError {
     Failed(Failure),
 }
 
-/// Converts plain data to an SDK attribute value.
-pub fn to_sdk(value: &AttrValue) -> AttributeValue {
+/// Converts plain data to an SDK attribute value, moving its strings.
+pub fn into_sdk(value: AttrValue) -> AttributeValue {
     match value {
-        AttrValue::S(s) => AttributeValue::S(s.clone()),
-        AttrValue::N(n) => AttributeValue::N(n.clone()),
-        AttrValue::Bool(b) => AttributeValue::Bool(*b),
+        AttrValue::S(s) => AttributeValue::S(s),
+        AttrValue::N(n) => AttributeValue::N(n),
+        AttrValue::Bool(b) => AttributeValue::Bool(b),
         AttrValue::Null => AttributeValue::Null(true),
         AttrValue::M(map) => {
-            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect())
+            AttributeValue::M(map.into_iter().map(|(k, v)| (k, into_sdk(v))).collect())
         }
-        AttrValue::L(items) => AttributeValue::L(items.iter().map(to_sdk).collect()),
+        AttrValue::L(items) => AttributeValue::L(items.into_iter().map(into_sdk).collect()),
     }
+}
+
+/// Attribute values keyed by their static names, for the SDK.
+fn sdk_values(values: BTreeMap<&'static str, AttrValue>) -> HashMap<String, AttributeValue> {
+    values
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), into_sdk(value)))
+        .collect()
 }
 
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -52,12 +60,12 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::
 pub async fn update(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    update: &LedgerUpdate,
+    update: LedgerUpdate,
 ) -> Result<HashMap<String, AttributeValue>, WriteError> {
     let result = client
         .update_item()
         .table_name(table)
-        .key("idempotency_key", AttributeValue::S(update.key.clone()))
+        .key("idempotency_key", AttributeValue::S(update.key))
         .update_expression(update.update)
         .condition_expression(update.condition)
         .set_expression_attribute_names(Some(
@@ -67,13 +75,7 @@ pub async fn update(
                 .map(|(alias, name)| (alias.clone(), name.clone()))
                 .collect(),
         ))
-        .set_expression_attribute_values(Some(
-            update
-                .values
-                .iter()
-                .map(|(k, v)| (k.clone(), to_sdk(v)))
-                .collect(),
-        ))
+        .set_expression_attribute_values(Some(sdk_values(update.values)))
         .return_values(ReturnValue::UpdatedNew)
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
@@ -93,25 +95,20 @@ pub async fn update(
 pub async fn put(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    put: &ConditionalPut,
+    put: ConditionalPut,
 ) -> Result<(), WriteError> {
     let result = client
         .put_item()
         .table_name(table)
-        .set_item(Some(
-            put.item
-                .iter()
-                .map(|(k, v)| (k.clone(), to_sdk(v)))
+        .set_item(Some(sdk_values(put.item)))
+        .condition_expression(put.condition)
+        .set_expression_attribute_names(Some(
+            put.names
+                .into_iter()
+                .map(|(alias, name)| (alias.to_string(), name.to_string()))
                 .collect(),
         ))
-        .condition_expression(&put.condition)
-        .set_expression_attribute_names(Some(put.names.clone().into_iter().collect()))
-        .set_expression_attribute_values(Some(
-            put.values
-                .iter()
-                .map(|(k, v)| (k.clone(), to_sdk(v)))
-                .collect(),
-        ))
+        .set_expression_attribute_values(Some(sdk_values(put.values)))
         .send()
         .await;
     match result {

@@ -55,53 +55,50 @@ pub async fn process(
     deadline: Instant,
 ) -> MessageReport {
     let mut stats = PushStats::default();
-    let (source, outcome) =
-        match read_message(&worker.mappings, body) {
-            Ok(readable) => {
-                let source = readable.record.source.clone();
-                let span = tracing::info_span!(
-                    "message",
-                    correlation_id = %readable.message.correlation_id,
-                    source = %source,
-                    idempotency_key = %readable.idempotency_key,
-                );
-                let _entered = span.enter();
-                let outcome = process_readable(worker, &readable, body, deadline, &mut stats).await;
-                log_outcome(&outcome);
-                (source, outcome)
-            }
-            Err(unreadable) => {
-                let now = now_unix();
-                let source = unreadable
-                    .source
-                    .clone()
-                    .unwrap_or_else(|| "unknown".to_string());
-                let update = ledger::record_unreadable(
-                    &unreadable.idempotency_key,
-                    &source,
-                    unreadable.correlation_id.as_deref().unwrap_or(""),
-                    body,
-                    &unreadable.reason,
-                    now,
-                    now + worker.config.ledger_ttl_days * 86_400,
-                );
-                let outcome =
-                    match dynamo::update(&worker.dynamodb, &worker.config.ledger_table, &update)
-                        .await
-                    {
-                        Ok(_) => MessageOutcome::Failed(unreadable.reason.clone()),
-                        Err(WriteError::ConditionFailed(_)) => MessageOutcome::Duplicate,
-                        Err(WriteError::Failed(failure)) => MessageOutcome::Retry(failure.reason),
-                    };
-                warn!(
-                    message_id = %message_id,
-                    idempotency_key = %unreadable.idempotency_key,
-                    reason = %unreadable.reason,
-                    "unreadable message recorded as FAILED"
-                );
-                (source, outcome)
-            }
-        };
+    let (source, outcome) = match read_message(&worker.mappings, body) {
+        Ok(readable) => {
+            let source = readable.record.source.clone();
+            let span = tracing::info_span!(
+                "message",
+                correlation_id = %readable.message.correlation_id,
+                source = %source,
+                idempotency_key = %readable.idempotency_key,
+            );
+            let _entered = span.enter();
+            let outcome = process_readable(worker, &readable, body, deadline, &mut stats).await;
+            log_outcome(&outcome);
+            (source, outcome)
+        }
+        Err(unreadable) => {
+            let now = now_unix();
+            let source = unreadable
+                .source
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string());
+            let update = ledger::record_unreadable(
+                &unreadable.idempotency_key,
+                &source,
+                unreadable.correlation_id.as_deref().unwrap_or(""),
+                body,
+                &unreadable.reason,
+                now,
+                now + worker.config.ledger_ttl_days * 86_400,
+            );
+            let outcome =
+                match dynamo::update(&worker.dynamodb, &worker.config.ledger_table, update).await {
+                    Ok(_) => MessageOutcome::Failed(unreadable.reason.clone()),
+                    Err(WriteError::ConditionFailed(_)) => MessageOutcome::Duplicate,
+                    Err(WriteError::Failed(failure)) => MessageOutcome::Retry(failure.reason),
+                };
+            warn!(
+                message_id = %message_id,
+                idempotency_key = %unreadable.idempotency_key,
+                reason = %unreadable.reason,
+                "unreadable message recorded as FAILED"
+            );
+            (source, outcome)
+        }
+    };
     MessageReport {
         message_id,
         source,
@@ -158,7 +155,7 @@ async fn process_readable(
         lease_seconds: config.lease_seconds,
         expires_at: now + config.ledger_ttl_days * 86_400,
     });
-    let attempts = match dynamo::update(&worker.dynamodb, &config.ledger_table, &claim).await {
+    let attempts = match dynamo::update(&worker.dynamodb, &config.ledger_table, claim).await {
         Ok(updated) => number_attr(&updated, "attempts").unwrap_or(1),
         Err(WriteError::ConditionFailed(existing)) => {
             let existing = existing.unwrap_or_default();
@@ -182,7 +179,7 @@ async fn process_readable(
         &readable.message.correlation_id,
         &chrono::Utc::now().to_rfc3339(),
     );
-    match dynamo::put(&worker.dynamodb, &config.records_table, &put).await {
+    match dynamo::put(&worker.dynamodb, &config.records_table, put).await {
         Ok(()) => {}
         Err(WriteError::ConditionFailed(_)) => {
             return finish(
@@ -262,7 +259,7 @@ async fn finish(
     update: ledger::LedgerUpdate,
     outcome: MessageOutcome,
 ) -> MessageOutcome {
-    match dynamo::update(&worker.dynamodb, &worker.config.ledger_table, &update).await {
+    match dynamo::update(&worker.dynamodb, &worker.config.ledger_table, update).await {
         Ok(_) => outcome,
         Err(WriteError::ConditionFailed(_)) => {
             warn!("the lease ran out and another invocation took the record over; leaving the outcome to it");

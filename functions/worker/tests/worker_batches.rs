@@ -351,7 +351,7 @@ async fn an_item_held_by_another_invocation_is_handed_back() {
         lease_seconds: 600,
         expires_at: now + 86_400,
     });
-    worker::dynamo::update(&worker.dynamodb, &worker.config.ledger_table, &claim)
+    worker::dynamo::update(&worker.dynamodb, &worker.config.ledger_table, claim)
         .await
         .unwrap();
     let report = handle_batch(&worker, sqs_event(&[("m1", &body)]), deadline()).await;
