@@ -186,3 +186,61 @@ fn rendering_is_deterministic() {
     assert_eq!(digests(&first), digests(&second));
     assert_eq!(first.config_sha256, second.config_sha256);
 }
+
+/// Every value in a YAML tree, depth first.
+fn walk<'a>(value: &'a serde_yaml::Value, visit: &mut dyn FnMut(&'a serde_yaml::Value)) {
+    visit(value);
+    match value {
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|item| walk(item, visit)),
+        serde_yaml::Value::Mapping(map) => map.values().for_each(|item| walk(item, visit)),
+        serde_yaml::Value::Tagged(tagged) => walk(&tagged.value, visit),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_alarms_and_the_dashboard_watch_metrics_the_functions_publish() {
+    let fixture = Fixture::new();
+    for env in ["local", "dev", "staging", "prod"] {
+        let rendered = render(&fixture, env);
+        let template: serde_yaml::Value =
+            serde_yaml::from_str(body(&rendered, "observability")).expect("template is YAML");
+        let mut watched = Vec::new();
+        walk(&template, &mut |value| match value {
+            serde_yaml::Value::Mapping(map) => {
+                let namespace = map.get("Namespace").and_then(|v| v.as_str());
+                let metric = map.get("MetricName").and_then(|v| v.as_str());
+                if let (Some(namespace), Some(metric)) = (namespace, metric) {
+                    if !namespace.starts_with("AWS/") {
+                        watched.push(metric.to_string());
+                    }
+                }
+            }
+            serde_yaml::Value::String(text) if text.starts_with(r#"{"widgets""#) => {
+                let dashboard: serde_json::Value =
+                    serde_json::from_str(text).expect("dashboard body is JSON");
+                for widget in dashboard["widgets"].as_array().expect("widgets") {
+                    for line in widget["properties"]["metrics"].as_array().expect("metrics") {
+                        let namespace = line[0].as_str().expect("namespace");
+                        if !namespace.starts_with("AWS/") {
+                            watched.push(line[1].as_str().expect("metric name").to_string());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        });
+        for expected in ["RecordsFailed", "RecordsSynced", "DlqDepth"] {
+            assert!(
+                watched.iter().any(|m| m == expected),
+                "{env}: {expected} is watched"
+            );
+        }
+        for metric in &watched {
+            assert!(
+                sync_core::metrics::names::ALL.contains(&metric.as_str()),
+                "{env}: `{metric}` is watched but no function publishes it"
+            );
+        }
+    }
+}

@@ -52,6 +52,23 @@ pub mod names {
     pub const LEDGER_ITEMS: &str = "LedgerItems";
     /// reconciler: messages in the dead-letter queue.
     pub const DLQ_DEPTH: &str = "DlqDepth";
+
+    /// Every metric the functions publish.
+    pub const ALL: &[&str] = &[
+        RECORDS_ACCEPTED,
+        RECORDS_REJECTED,
+        REQUESTS_UNAUTHORIZED,
+        RECORDS_SYNCED,
+        RECORDS_DUPLICATE,
+        RECORDS_STALE,
+        RECORDS_FAILED,
+        RECORDS_RETRIED,
+        DOWNSTREAM_LATENCY,
+        DOWNSTREAM_ERRORS,
+        RECORDS_REDRIVEN,
+        LEDGER_ITEMS,
+        DLQ_DEPTH,
+    ];
 }
 
 /// EMF allows at most this many values per metric in one document.

@@ -3,6 +3,7 @@
 //! handed to `Fn::Sub` with `${AWS::Region}` and `${ApiId}` left for CloudFormation.
 
 use serde_json::{json, Value};
+use sync_core::metrics::names as metric;
 
 use crate::config::Names;
 
@@ -32,21 +33,30 @@ fn widget(index: usize, title: &str, metrics: Vec<Value>, stat: &str) -> Value {
 pub fn body(names: &Names, functions: &[String]) -> String {
     let ns = names.metrics_namespace.as_str();
     let custom = |metric: &str, function: &str| json!([ns, metric, "Function", function]);
-    let ledger = |state: &str| json!([ns, "LedgerItems", "Function", "reconciler", "State", state]);
+    let ledger = |state: &str| {
+        json!([
+            ns,
+            metric::LEDGER_ITEMS,
+            "Function",
+            "reconciler",
+            "State",
+            state
+        ])
+    };
     let lambda = |metric: &str, function: &str| json!(["AWS/Lambda", metric, "FunctionName", names.function(function), {"label": format!("{function} {metric}")}]);
     let mut widgets = vec![
         widget(
             0,
             "Records through the pipeline",
             vec![
-                custom("RecordsAccepted", "ingest"),
-                custom("RecordsRejected", "ingest"),
-                custom("RecordsSynced", "worker"),
-                custom("RecordsDuplicate", "worker"),
-                custom("RecordsStale", "worker"),
-                custom("RecordsFailed", "worker"),
-                custom("RecordsRetried", "worker"),
-                custom("RecordsRedriven", "reconciler"),
+                custom(metric::RECORDS_ACCEPTED, "ingest"),
+                custom(metric::RECORDS_REJECTED, "ingest"),
+                custom(metric::RECORDS_SYNCED, "worker"),
+                custom(metric::RECORDS_DUPLICATE, "worker"),
+                custom(metric::RECORDS_STALE, "worker"),
+                custom(metric::RECORDS_FAILED, "worker"),
+                custom(metric::RECORDS_RETRIED, "worker"),
+                custom(metric::RECORDS_REDRIVEN, "reconciler"),
             ],
             "Sum",
         ),
@@ -54,9 +64,9 @@ pub fn body(names: &Names, functions: &[String]) -> String {
             1,
             "Downstream pushes",
             vec![
-                json!([ns, "DownstreamLatency", "Function", "worker", {"stat": "p50", "label": "latency p50"}]),
-                json!([ns, "DownstreamLatency", "Function", "worker", {"stat": "p99", "label": "latency p99"}]),
-                json!([ns, "DownstreamErrors", "Function", "worker", {"stat": "Sum", "yAxis": "right"}]),
+                json!([ns, metric::DOWNSTREAM_LATENCY, "Function", "worker", {"stat": "p50", "label": "latency p50"}]),
+                json!([ns, metric::DOWNSTREAM_LATENCY, "Function", "worker", {"stat": "p99", "label": "latency p99"}]),
+                json!([ns, metric::DOWNSTREAM_ERRORS, "Function", "worker", {"stat": "Sum", "yAxis": "right"}]),
             ],
             "Average",
         ),
@@ -132,7 +142,7 @@ pub fn body(names: &Names, functions: &[String]) -> String {
             ledger("IN_PROGRESS"),
             ledger("RETRY"),
             ledger("FAILED"),
-            json!([ns, "DlqDepth", "Function", "reconciler"]),
+            json!([ns, metric::DLQ_DEPTH, "Function", "reconciler"]),
         ],
         "Maximum",
     ));
