@@ -9,6 +9,7 @@ pub mod downstream;
 pub mod dynamo;
 pub mod process;
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
@@ -19,7 +20,7 @@ use sync_core::Mappings;
 
 pub use config::WorkerConfig;
 pub use downstream::Downstream;
-pub use process::{MessageOutcome, MessageReport};
+pub use process::{Delivery, MessageOutcome, MessageReport};
 
 /// What the handler needs, built once per cold start.
 #[derive(Debug)]
@@ -63,6 +64,56 @@ impl Worker {
 }
 
 /// The outcome of one batch.
+/// Groups the deliveries of a batch by record (idempotency key), in batch order.
+///
+/// Deliveries of one record run one after the other: the first claims the record and
+/// finishes it, and the next ones find it done and count as duplicates at once. Run side by
+/// side, all but one would find it held by the other and come back only after the queue's
+/// visibility timeout.
+fn same_record_together(deliveries: impl Iterator<Item = Delivery>) -> Vec<Vec<Delivery>> {
+    let mut groups: Vec<Vec<Delivery>> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    for delivery in deliveries {
+        match group_of.get(delivery.idempotency_key()) {
+            Some(&group) => groups[group].push(delivery),
+            None => {
+                group_of.insert(delivery.idempotency_key().to_string(), groups.len());
+                groups.push(vec![delivery]);
+            }
+        }
+    }
+    groups
+}
+
+/// Processes the deliveries of one record in turn. Once one is handed back for a retry,
+/// the others are handed back with it rather than tried again at once.
+async fn process_in_turn(
+    worker: &Worker,
+    deliveries: Vec<Delivery>,
+    deadline: Instant,
+) -> Vec<MessageReport> {
+    let mut reports: Vec<MessageReport> = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let earlier_retry = reports.iter().find_map(|report| match &report.outcome {
+            MessageOutcome::Retry(reason) => Some(reason.clone()),
+            _ => None,
+        });
+        let report = match earlier_retry {
+            Some(reason) => MessageReport {
+                source: delivery.source(),
+                message_id: delivery.message_id,
+                outcome: MessageOutcome::Retry(format!(
+                    "another delivery of this record in the batch is being retried: {reason}"
+                )),
+                stats: Default::default(),
+            },
+            None => process::process_delivery(worker, delivery, deadline).await,
+        };
+        reports.push(report);
+    }
+    reports
+}
+
 #[derive(Debug, Default)]
 pub struct BatchReport {
     /// What to answer to Lambda: the messages to deliver again.
@@ -83,16 +134,20 @@ impl BatchReport {
 
 /// Processes a batch before `deadline` and writes its metrics.
 pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -> BatchReport {
-    let messages: Vec<MessageReport> = stream::iter(event.records.into_iter().enumerate())
-        .map(|(index, message)| async move {
+    let deliveries = event
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, message)| {
             let message_id = message
                 .message_id
-                .clone()
                 .unwrap_or_else(|| format!("message-{index}"));
-            let body = message.body.unwrap_or_default();
-            process::process(worker, message_id, &body, deadline).await
-        })
+            Delivery::read(worker, message_id, message.body.unwrap_or_default())
+        });
+    let messages: Vec<MessageReport> = stream::iter(same_record_together(deliveries))
+        .map(|deliveries| process_in_turn(worker, deliveries, deadline))
         .buffer_unordered(worker.config.concurrency)
+        .flat_map(stream::iter)
         .collect()
         .await;
 

@@ -5,11 +5,11 @@
 use std::time::Instant;
 
 use sync_core::classify::Failure;
-use sync_core::envelope::{read_message, ReadableMessage};
+use sync_core::envelope::{read_message, ReadableMessage, UnreadableMessage};
 use sync_core::ledger::{self, claim_refusal, ClaimRefusal, ClaimRequest, Outcome};
 use sync_core::retry::redrive_delay;
 use sync_core::store::record_put;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::downstream::{PushStats, DEADLINE_MARGIN};
 use crate::dynamo::{self, number_attr, string_attr, WriteError};
@@ -47,34 +47,78 @@ fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Processes one message body before `deadline`.
-pub async fn process(
+/// One message of a batch, read.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The SQS message id.
+    pub message_id: String,
+    /// The message body.
+    pub body: String,
+    /// The body read and normalized, or why it cannot be.
+    pub read: Result<ReadableMessage, UnreadableMessage>,
+}
+
+impl Delivery {
+    /// Reads a message body.
+    pub fn read(worker: &Worker, message_id: String, body: String) -> Self {
+        let read = read_message(&worker.mappings, &body);
+        Self {
+            message_id,
+            body,
+            read,
+        }
+    }
+
+    /// The record's source (`unknown` when the message could not be read).
+    pub fn source(&self) -> String {
+        match &self.read {
+            Ok(readable) => readable.record.source.clone(),
+            Err(unreadable) => unreadable
+                .source
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string()),
+        }
+    }
+
+    /// The ledger key of what it delivers: the same for every delivery of one record.
+    pub fn idempotency_key(&self) -> &str {
+        match &self.read {
+            Ok(readable) => &readable.idempotency_key,
+            Err(unreadable) => &unreadable.idempotency_key,
+        }
+    }
+}
+
+/// Processes one read message before `deadline`.
+pub async fn process_delivery(
     worker: &Worker,
-    message_id: String,
-    body: &str,
+    delivery: Delivery,
     deadline: Instant,
 ) -> MessageReport {
+    let source = delivery.source();
+    let Delivery {
+        message_id,
+        body,
+        read,
+    } = delivery;
+    let body = body.as_str();
     let mut stats = PushStats::default();
-    let (source, outcome) = match read_message(&worker.mappings, body) {
+    let outcome = match read {
         Ok(readable) => {
-            let source = readable.record.source.clone();
             let span = tracing::info_span!(
                 "message",
                 correlation_id = %readable.message.correlation_id,
                 source = %source,
                 idempotency_key = %readable.idempotency_key,
             );
-            let _entered = span.enter();
-            let outcome = process_readable(worker, &readable, body, deadline, &mut stats).await;
-            log_outcome(&outcome);
-            (source, outcome)
+            let outcome = process_readable(worker, &readable, body, deadline, &mut stats)
+                .instrument(span.clone())
+                .await;
+            span.in_scope(|| log_outcome(&outcome));
+            outcome
         }
         Err(unreadable) => {
             let now = now_unix();
-            let source = unreadable
-                .source
-                .clone()
-                .unwrap_or_else(|| "unknown".to_string());
             let update = ledger::record_unreadable(
                 &unreadable.idempotency_key,
                 &source,
@@ -96,7 +140,7 @@ pub async fn process(
                 reason = %unreadable.reason,
                 "unreadable message recorded as FAILED"
             );
-            (source, outcome)
+            outcome
         }
     };
     MessageReport {
