@@ -1,6 +1,6 @@
 //! The real `provisioner` binary: help, results on stdout, errors on stderr, exit codes.
 
-mod common;
+use crate::common;
 
 use assert_cmd::Command;
 use common::Fixture;

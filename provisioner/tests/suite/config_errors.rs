@@ -1,7 +1,7 @@
 //! Every class of configuration mistake gets an error naming the file, the key path,
 //! what is wrong and the fix.
 
-mod common;
+use crate::common;
 
 use common::Fixture;
 use provisioner::config::{self, ConfigError, Issue};

@@ -3,7 +3,7 @@
 //! one-setting change, `status`, an unconfirmed `destroy`. Function zips are real deterministic zips
 //! of stand-in binaries (moto stores Lambda code without running it).
 
-mod common;
+use crate::common;
 
 use clap::Parser;
 use common::Fixture;

@@ -3,7 +3,7 @@
 //! per environment and each environment's config digest; a zip edited after the build
 //! is refused.
 
-mod common;
+use crate::common;
 
 use clap::Parser;
 use common::Fixture;

@@ -1,7 +1,7 @@
 //! What rendering guarantees beyond the snapshots: strictness, checks on the output,
 //! per-environment differences that matter, and determinism.
 
-mod common;
+use crate::common;
 
 use common::Fixture;
 use provisioner::render::{RenderError, Renderer};

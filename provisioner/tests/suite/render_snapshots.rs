@@ -1,7 +1,7 @@
 //! Every stack of every environment, rendered and compared with its reviewed snapshot
 //! (`cargo insta review` after an intended change).
 
-mod common;
+use crate::common;
 
 use provisioner::config;
 use provisioner::project::Project;

@@ -1,0 +1,18 @@
+//! The provisioner's integration tests, in one test binary: each module covers one area
+//! (the CLI, configuration errors, rendering, packaging, deploying). Linking one binary
+//! instead of one per area saves the build most of its link time and disk. The local
+//! platform's end-to-end run keeps a binary of its own (`tests/local_e2e.rs`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod config_errors;
+mod deploy_cli;
+mod deploy_mocks;
+mod deploy_moto;
+mod package_glibc;
+mod package_release;
+mod package_zip;
+mod render_output;
+mod render_snapshots;
