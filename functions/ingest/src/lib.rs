@@ -200,7 +200,7 @@ async fn handle(
                 info!(index, fields = %fields.join(","), "record refused");
                 errors.push(RecordError {
                     index,
-                    external_id: record.pointer(&mapping.external_id).and_then(|v| {
+                    external_id: mapping.external_id_of(&record).and_then(|v| {
                         v.as_str()
                             .map(str::to_string)
                             .or_else(|| v.as_u64().map(|n| n.to_string()))

@@ -123,6 +123,43 @@ pub async fn run(reconciler: &Reconciler, now: i64) -> Result<RunReport, Reconci
     Ok(report)
 }
 
+/// Key condition of items in a state whose next attempt is due by `:bound`.
+const DUE_BY: &str = "#state = :state AND #next <= :bound";
+/// Key condition of items in a state whose next attempt (or last update) is at or after
+/// `:bound`.
+const SINCE: &str = "#state = :state AND #next >= :bound";
+
+/// A query of the ledger's by-state index for `state`, with `key_condition` (`DUE_BY` or
+/// `SINCE`) on `next_attempt_at` against `bound`.
+fn by_state(
+    reconciler: &Reconciler,
+    state: LedgerState,
+    key_condition: &'static str,
+    bound: i64,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    reconciler
+        .dynamodb
+        .query()
+        .table_name(&reconciler.config.ledger_table)
+        .index_name(BY_STATE_INDEX)
+        .key_condition_expression(key_condition)
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#next", "next_attempt_at")
+        .expression_attribute_values(":state", AttributeValue::S(state.as_str().to_string()))
+        .expression_attribute_values(":bound", AttributeValue::N(bound.to_string()))
+}
+
+/// Sends a by-state query, naming the state in the error.
+async fn send_query(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    state: LedgerState,
+) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, ReconcileError> {
+    query.send().await.map_err(|error| ReconcileError::Query {
+        state: state.as_str(),
+        message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
+    })
+}
+
 async fn redrive_due(
     reconciler: &Reconciler,
     now: i64,
@@ -137,27 +174,13 @@ async fn redrive_due(
                 return Ok(());
             }
             let page_size = i32::try_from((budget - taken).clamp(1, 100)).unwrap_or(100);
-            let output = reconciler
-                .dynamodb
-                .query()
-                .table_name(&reconciler.config.ledger_table)
-                .index_name(BY_STATE_INDEX)
-                .key_condition_expression("#state = :state AND #next <= :now")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#next", "next_attempt_at")
-                .expression_attribute_values(
-                    ":state",
-                    AttributeValue::S(state.as_str().to_string()),
-                )
-                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-                .limit(page_size)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| ReconcileError::Query {
-                    state: state.as_str(),
-                    message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
-                })?;
+            let output = send_query(
+                by_state(reconciler, state, DUE_BY, now)
+                    .limit(page_size)
+                    .set_exclusive_start_key(start),
+                state,
+            )
+            .await?;
             for item in output.items() {
                 if taken >= budget {
                     return Ok(());
@@ -273,38 +296,21 @@ async fn count_states(
     report: &mut RunReport,
 ) -> Result<(), ReconcileError> {
     for state in LedgerState::ALL {
-        let (condition, bound) = if state == LedgerState::Completed {
-            (
-                "#state = :state AND #next >= :bound",
-                now - COMPLETED_WINDOW_SECONDS,
-            )
+        let since = if state == LedgerState::Completed {
+            now - COMPLETED_WINDOW_SECONDS
         } else {
-            ("#state = :state AND #next >= :bound", 0)
+            0
         };
         let mut start: Option<Item> = None;
         for _ in 0..MAX_COUNT_PAGES {
-            let output = reconciler
-                .dynamodb
-                .query()
-                .table_name(&reconciler.config.ledger_table)
-                .index_name(BY_STATE_INDEX)
-                .key_condition_expression(condition)
-                .projection_expression("#source")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_names("#next", "next_attempt_at")
-                .expression_attribute_names("#source", "source")
-                .expression_attribute_values(
-                    ":state",
-                    AttributeValue::S(state.as_str().to_string()),
-                )
-                .expression_attribute_values(":bound", AttributeValue::N(bound.to_string()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|error| ReconcileError::Query {
-                    state: state.as_str(),
-                    message: aws_sdk_dynamodb::error::DisplayErrorContext(error).to_string(),
-                })?;
+            let output = send_query(
+                by_state(reconciler, state, SINCE, since)
+                    .projection_expression("#source")
+                    .expression_attribute_names("#source", "source")
+                    .set_exclusive_start_key(start),
+                state,
+            )
+            .await?;
             for item in output.items() {
                 let source = string_attr(item, "source").unwrap_or("unknown").to_string();
                 *report

@@ -348,6 +348,16 @@ impl Mapping {
     }
 }
 
+impl Mapping {
+    /// The raw value at the record's id pointer, if any.
+    pub fn external_id_of<'a>(
+        &self,
+        record: &'a serde_json::Value,
+    ) -> Option<&'a serde_json::Value> {
+        self.paths.external_id.get(record)
+    }
+}
+
 /// A mapping's pointers, decoded once when it is loaded.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CompiledPaths {

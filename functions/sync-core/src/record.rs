@@ -185,7 +185,7 @@ pub fn normalize_record(
 
 fn read_external_id(mapping: &Mapping, raw: &Value) -> Result<String, FieldError> {
     let pointer = &mapping.external_id;
-    let id = match mapping.paths.external_id.get(raw) {
+    let id = match mapping.external_id_of(raw) {
         Some(Value::String(id)) => id.trim().to_string(),
         Some(Value::Number(id)) if id.is_u64() || id.is_i64() => id.to_string(),
         None | Some(Value::Null) => String::new(),
