@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use sync_core::envelope::{read_message, QueueMessage, MESSAGE_FORMAT};
 use sync_core::ledger::{claim, ClaimRequest};
-use sync_core::store::record_put;
+use sync_core::store::record_write;
 use sync_core::Mappings;
 
 fn body(source: &str, record: &str) -> String {
@@ -35,13 +35,14 @@ fn per_record(mappings: &Mappings, body: &str) -> usize {
         lease_seconds: 120,
         expires_at: 1_717_156_800,
     });
-    let put = record_put(
+    let write = record_write(
         &read.record,
         &read.idempotency_key,
+        &read.content_digest,
         &read.message.correlation_id,
         "2024-05-01T12:00:02Z",
     );
-    claim.values.len() + put.item.len()
+    claim.values.len() + write.values.len()
 }
 
 fn bench(c: &mut Criterion) {

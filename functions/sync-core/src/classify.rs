@@ -1,5 +1,6 @@
 //! Error classification: a retryable failure may succeed later (throttling, timeouts,
-//! server errors), a permanent one never will (the target refuses the record itself).
+//! server errors, a misconfigured target), a permanent one never will (the target refuses
+//! the record itself). Downstream answers are classified by whose fault they are.
 
 use std::time::Duration;
 
@@ -48,14 +49,44 @@ impl Failure {
     }
 }
 
-/// Classifies an HTTP status of the downstream target: 408, 425, 429 and 5xx are
-/// retryable; any other 4xx is permanent (the target refuses this record).
-pub fn classify_status(status: u16) -> ErrorClass {
+/// What an answer of the downstream target means for the record, by whose fault it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamVerdict {
+    /// 2xx: the target took the record.
+    Accepted,
+    /// 409 or 412: the target holds this version or a newer one already. The record is
+    /// stale there, not failed.
+    Stale,
+    /// 400 or 422: the target refuses this record's content; trying again gives the same
+    /// answer. The record fails with the reason.
+    RecordRefused,
+    /// 408, 425, 429, 5xx: the target is overloaded or failing; try again later.
+    Unavailable,
+    /// 3xx (redirects are never followed: a redirect would send the record, personal data
+    /// included, wherever it points), 401, 403, 404, 405, 410 and any other status: the
+    /// target's address, credentials or deployment are wrong. The record is not at fault,
+    /// so it is kept and retried until the configuration is fixed.
+    Misconfigured,
+}
+
+impl DownstreamVerdict {
+    /// Whether the answer counts against the target's health (for the circuit breaker).
+    pub fn is_target_failure(self) -> bool {
+        matches!(
+            self,
+            DownstreamVerdict::Unavailable | DownstreamVerdict::Misconfigured
+        )
+    }
+}
+
+/// Classifies an HTTP status of the downstream target by whose fault it is.
+pub fn classify_status(status: u16) -> DownstreamVerdict {
     match status {
-        408 | 425 | 429 => ErrorClass::Retryable,
-        500..=599 => ErrorClass::Retryable,
-        400..=499 => ErrorClass::Permanent,
-        _ => ErrorClass::Retryable,
+        200..=299 => DownstreamVerdict::Accepted,
+        409 | 412 => DownstreamVerdict::Stale,
+        400 | 422 => DownstreamVerdict::RecordRefused,
+        408 | 425 | 429 | 500..=599 => DownstreamVerdict::Unavailable,
+        _ => DownstreamVerdict::Misconfigured,
     }
 }
 
@@ -87,13 +118,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttling_and_server_errors_are_retryable_client_errors_are_not() {
+    fn failures_are_classified_by_whose_fault_they_are() {
         for status in [408, 425, 429, 500, 502, 503, 504] {
-            assert_eq!(classify_status(status), ErrorClass::Retryable, "{status}");
+            assert_eq!(
+                classify_status(status),
+                DownstreamVerdict::Unavailable,
+                "{status}"
+            );
         }
-        for status in [400, 401, 403, 404, 409, 410, 422] {
-            assert_eq!(classify_status(status), ErrorClass::Permanent, "{status}");
+        for status in [400, 422] {
+            assert_eq!(
+                classify_status(status),
+                DownstreamVerdict::RecordRefused,
+                "{status}"
+            );
         }
+        for status in [409, 412] {
+            assert_eq!(
+                classify_status(status),
+                DownstreamVerdict::Stale,
+                "{status}"
+            );
+        }
+        for status in [301, 302, 303, 307, 308, 401, 403, 404, 405, 410] {
+            assert_eq!(
+                classify_status(status),
+                DownstreamVerdict::Misconfigured,
+                "{status}"
+            );
+            assert!(classify_status(status).is_target_failure());
+        }
+        assert_eq!(classify_status(204), DownstreamVerdict::Accepted);
         assert_eq!(status_class(Some(503)), "5xx");
         assert_eq!(status_class(None), "network");
     }

@@ -10,6 +10,9 @@ use crate::record::CanonicalRecord;
 pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// Header carrying the idempotency key, so the target can deduplicate too.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Header carrying the record's source version, so the target can refuse (409 or 412) a
+/// version older than one it holds.
+pub const VERSION_HEADER: &str = "x-record-version";
 
 /// The record's id at the target, `{source}:{external_id}` percent-encoded for a path.
 pub fn target_id(record: &CanonicalRecord) -> String {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::idempotency::{record_key, unreadable_message_key};
+use crate::idempotency::{content_digest, idempotency_key, unreadable_message_key};
 use crate::mapping::Mappings;
 use crate::record::{normalize_record, CanonicalRecord};
 
@@ -41,6 +41,8 @@ pub struct ReadableMessage {
     pub record: CanonicalRecord,
     /// Its idempotency key.
     pub idempotency_key: String,
+    /// The digest of its canonical content (part of the key).
+    pub content_digest: String,
 }
 
 /// A message that can never be processed (a poison message): its key is derived from
@@ -101,11 +103,21 @@ pub fn read_message(mappings: &Mappings, body: &str) -> Result<ReadableMessage, 
         ));
     };
     match normalize_record(mapping, &message.record) {
-        Ok(record) => Ok(ReadableMessage {
-            idempotency_key: record_key(&record),
-            record,
-            message,
-        }),
+        Ok(record) => {
+            let digest = content_digest(&record);
+            Ok(ReadableMessage {
+                idempotency_key: idempotency_key(
+                    &record.source,
+                    &record.external_id,
+                    record.source_version,
+                    record.operation,
+                    &digest,
+                ),
+                content_digest: digest,
+                record,
+                message,
+            })
+        }
         Err(errors) => {
             let fields: Vec<String> = errors
                 .iter()
@@ -154,7 +166,10 @@ mod tests {
         let record = json!({"id": "C1", "updatedAt": "2024-05-01T00:00:00Z", "properties": {"email": "X@Y.io"}});
         let read = read_message(&mappings, &body("crm", record)).unwrap();
         assert_eq!(read.record.fields["email"], json!("x@y.io"));
-        assert_eq!(read.idempotency_key, record_key(&read.record));
+        assert_eq!(
+            read.idempotency_key,
+            crate::idempotency::record_key(&read.record)
+        );
     }
 
     #[test]

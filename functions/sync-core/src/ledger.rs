@@ -4,7 +4,8 @@
 //!
 //! `next_attempt_at` (the `by-state` index's sort key) always says when the reconciler
 //! should look at the item again: the end of the lease while `IN_PROGRESS`, the end of the
-//! backoff in `RETRY`, the time of the last change in `COMPLETED` and `FAILED`.
+//! backoff plus the queue's redelivery time in `RETRY`, the time of the last change in
+//! `COMPLETED` and `FAILED`. `not_before` is when a `RETRY` item may be claimed again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,8 +55,10 @@ impl LedgerState {
 pub enum Outcome {
     /// Written and pushed downstream.
     Synced,
-    /// A newer version was already stored; nothing written or pushed.
+    /// A newer version was already stored (or the target holds one); nothing pushed.
     Stale,
+    /// The same version was stored with other content; nothing written or pushed.
+    Conflict,
 }
 
 impl Outcome {
@@ -64,6 +67,7 @@ impl Outcome {
         match self {
             Outcome::Synced => "synced",
             Outcome::Stale => "stale",
+            Outcome::Conflict => "conflict",
         }
     }
 }
@@ -103,6 +107,7 @@ const NAMES: &[(&str, &str)] = &[
     ("#expires", "expires_at"),
     ("#key", "idempotency_key"),
     ("#redrives", "redrives"),
+    ("#not_before", "not_before"),
 ];
 
 fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
@@ -184,9 +189,10 @@ pub struct ClaimRequest<'a> {
     pub expires_at: i64,
 }
 
-/// Claims the key: succeeds when it is new, waiting for a retry, or held by a claim whose
-/// lease has run out. Fails (condition) when it is completed or failed (a duplicate) or
-/// held by another invocation within its lease.
+/// Claims the key: succeeds when it is new, waiting for a retry whose backoff
+/// (`not_before`) has passed, or held by a claim whose lease has run out. Fails
+/// (condition) when it is completed or failed (a duplicate), still in its backoff, or held
+/// by another invocation within its lease.
 pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
     let lease_until = request.now + request.lease_seconds;
     update(
@@ -195,15 +201,48 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
          #attempts = if_not_exists(#attempts, :zero) + :one, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
-         #updated = :now, #expires = :expires REMOVE #reason",
-        "attribute_not_exists(#key) OR #state = :retry OR (#state = :in_progress AND #lease < :now)",
+         #updated = :now, #expires = :expires REMOVE #reason, #not_before",
+        "attribute_not_exists(#key) \
+         OR (#state = :retry AND (attribute_not_exists(#not_before) OR #not_before <= :now)) \
+         OR (#state = :in_progress AND #lease < :now)",
         vec![
-            (":in_progress", AttrValue::s(LedgerState::InProgress.as_str())),
+            (
+                ":in_progress",
+                AttrValue::s(LedgerState::InProgress.as_str()),
+            ),
             (":retry", AttrValue::s(LedgerState::Retry.as_str())),
             (":lease", AttrValue::n(lease_until)),
             (":token", AttrValue::s(request.claim_token)),
             (":zero", AttrValue::n(0)),
             (":one", AttrValue::n(1)),
+            (":source", AttrValue::s(request.source)),
+            (":external_id", AttrValue::s(request.external_id)),
+            (":version", AttrValue::n(request.source_version)),
+            (":operation", AttrValue::s(request.operation)),
+            (":correlation", AttrValue::s(request.correlation_id)),
+            (":body", AttrValue::s(request.body)),
+            (":now", AttrValue::n(request.now)),
+            (":expires", AttrValue::n(request.expires_at)),
+        ],
+    )
+}
+
+/// Enters a delivery that will not be claimed now (no time left in the invocation) as
+/// `RETRY`, due at once, with its body, unless the key is in the ledger already. Its
+/// message goes back to the queue; if it ends in the DLQ instead, the reconciler still
+/// finds it from `next_attempt_at`.
+pub fn enlist(request: &ClaimRequest<'_>, next_attempt_at: i64) -> LedgerUpdate {
+    update(
+        request.key,
+        "SET #state = :retry, #next = :next, #attempts = :zero, #source = :source, \
+         #external_id = :external_id, #version = :version, #operation = :operation, \
+         #correlation = :correlation, #body = :body, #created = :now, #updated = :now, \
+         #expires = :expires",
+        "attribute_not_exists(#key)",
+        vec![
+            (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":next", AttrValue::n(next_attempt_at)),
+            (":zero", AttrValue::n(0)),
             (":source", AttrValue::s(request.source)),
             (":external_id", AttrValue::s(request.external_id)),
             (":version", AttrValue::n(request.source_version)),
@@ -223,12 +262,24 @@ pub enum ClaimRefusal {
     Duplicate,
     /// Another invocation holds it within its lease: try again later.
     HeldElsewhere,
+    /// Waiting for a retry whose backoff ends at this time (Unix seconds).
+    NotYetDue(i64),
 }
 
-/// Interprets the existing item's `state` and `lease_until` after a refused claim.
-pub fn claim_refusal(state: Option<&str>, lease_until: Option<i64>, now: i64) -> ClaimRefusal {
+/// Interprets the existing item's `state`, `lease_until` and `not_before` after a refused
+/// claim.
+pub fn claim_refusal(
+    state: Option<&str>,
+    lease_until: Option<i64>,
+    not_before: Option<i64>,
+    now: i64,
+) -> ClaimRefusal {
     match state.and_then(LedgerState::parse) {
         Some(LedgerState::Completed | LedgerState::Failed) => ClaimRefusal::Duplicate,
+        Some(LedgerState::Retry) => match not_before {
+            Some(at) if at > now => ClaimRefusal::NotYetDue(at),
+            _ => ClaimRefusal::HeldElsewhere,
+        },
         Some(LedgerState::InProgress) if lease_until.is_some_and(|lease| lease >= now) => {
             ClaimRefusal::HeldElsewhere
         }
@@ -259,23 +310,32 @@ pub fn complete(key: &str, claim_token: &str, outcome: Outcome, now: i64) -> Led
     )
 }
 
-/// Releases a claimed item after a retryable failure, to be tried again from
-/// `next_attempt_at` (by the queue's redelivery or, failing that, the reconciler).
+/// Releases a claimed item after a retryable failure. It may be claimed again from
+/// `not_before` (when the queue, whose message visibility is set to the same backoff,
+/// delivers it again); the reconciler looks at it only from `next_attempt_at`, which is
+/// later by the time the queue may take to redeliver, so it re-drives only what the queue
+/// did not.
 pub fn release_for_retry(
     key: &str,
     claim_token: &str,
     reason: &str,
+    not_before: i64,
     next_attempt_at: i64,
     now: i64,
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :retry, #reason = :reason, #next = :next, #updated = :now REMOVE #lease, #token",
+        "SET #state = :retry, #reason = :reason, #not_before = :not_before, #next = :next, \
+         #updated = :now REMOVE #lease, #token",
         HELD_BY_THIS_CLAIM,
         vec![
             (":retry", AttrValue::s(LedgerState::Retry.as_str())),
-            (":in_progress", AttrValue::s(LedgerState::InProgress.as_str())),
+            (
+                ":in_progress",
+                AttrValue::s(LedgerState::InProgress.as_str()),
+            ),
             (":reason", AttrValue::s(reason)),
+            (":not_before", AttrValue::n(not_before)),
             (":next", AttrValue::n(next_attempt_at)),
             (":token", AttrValue::s(claim_token)),
             (":now", AttrValue::n(now)),
@@ -343,7 +403,7 @@ pub fn take_for_redrive(
     update(
         key,
         "SET #state = :retry, #next = :next, #updated = :now, \
-         #redrives = if_not_exists(#redrives, :zero) + :one REMOVE #lease, #token",
+         #redrives = if_not_exists(#redrives, :zero) + :one REMOVE #lease, #token, #not_before",
         "#state = :seen_state AND #next = :seen_next",
         vec![
             (":retry", AttrValue::s(LedgerState::Retry.as_str())),
@@ -381,8 +441,9 @@ mod tests {
     fn every_alias_used_is_declared_and_no_other() {
         let updates = [
             claim(&request()),
+            enlist(&request(), 5),
             complete("k", "t", Outcome::Synced, 1),
-            release_for_retry("k", "t", "r", 2, 1),
+            release_for_retry("k", "t", "r", 2, 3, 1),
             fail("k", "t", "r", 1),
             record_unreadable("k", "s", "c", "b", "r", 1, 2),
             take_for_redrive("k", LedgerState::Retry, 1, 2, 3),
@@ -431,17 +492,35 @@ mod tests {
     #[test]
     fn refusals_tell_duplicates_from_held_items() {
         assert_eq!(
-            claim_refusal(Some("COMPLETED"), None, 10),
+            claim_refusal(Some("COMPLETED"), None, None, 10),
             ClaimRefusal::Duplicate
         );
         assert_eq!(
-            claim_refusal(Some("FAILED"), None, 10),
+            claim_refusal(Some("FAILED"), None, None, 10),
             ClaimRefusal::Duplicate
         );
         assert_eq!(
-            claim_refusal(Some("IN_PROGRESS"), Some(20), 10),
+            claim_refusal(Some("IN_PROGRESS"), Some(20), None, 10),
             ClaimRefusal::HeldElsewhere
         );
+        assert_eq!(
+            claim_refusal(Some("RETRY"), None, Some(40), 10),
+            ClaimRefusal::NotYetDue(40)
+        );
+    }
+
+    #[test]
+    fn a_retry_is_claimable_only_after_its_backoff() {
+        let update = claim(&request());
+        assert!(
+            update.condition.contains("#not_before <= :now"),
+            "{}",
+            update.condition
+        );
+        assert!(update.update.contains("REMOVE #reason, #not_before"));
+        let release = release_for_retry("k", "t", "r", 130, 1030, 100);
+        assert_eq!(release.values[":not_before"], AttrValue::n(130));
+        assert_eq!(release.values[":next"], AttrValue::n(1030));
     }
 
     #[test]

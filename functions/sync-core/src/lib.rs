@@ -5,6 +5,7 @@
 //!
 //! The Lambda crates (`ingest`, `worker`, `reconciler`) only add the AWS and HTTP calls.
 
+pub mod breaker;
 pub mod classify;
 pub mod downstream;
 pub mod envelope;
@@ -14,6 +15,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod normalize;
 pub mod pointer;
+pub mod push;
 pub mod rate_limit;
 pub mod record;
 pub mod retry;

@@ -38,6 +38,10 @@ pub mod names {
     pub const RECORDS_DUPLICATE: &str = "RecordsDuplicate";
     /// worker: records older than the stored version.
     pub const RECORDS_STALE: &str = "RecordsStale";
+    /// worker: records whose version was stored before with other content.
+    pub const RECORDS_CONFLICT: &str = "RecordsConflict";
+    /// worker: pushes not started because the downstream's circuit breaker is open.
+    pub const DOWNSTREAM_CIRCUIT_OPEN: &str = "DownstreamCircuitOpen";
     /// worker: records failed for good.
     pub const RECORDS_FAILED: &str = "RecordsFailed";
     /// worker: records handed back to the queue to try again.
@@ -61,6 +65,8 @@ pub mod names {
         RECORDS_SYNCED,
         RECORDS_DUPLICATE,
         RECORDS_STALE,
+        RECORDS_CONFLICT,
+        DOWNSTREAM_CIRCUIT_OPEN,
         RECORDS_FAILED,
         RECORDS_RETRIED,
         DOWNSTREAM_LATENCY,

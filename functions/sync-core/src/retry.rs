@@ -75,24 +75,60 @@ impl RetryPolicy {
     }
 }
 
-/// Reads a `Retry-After` header: delay-seconds (`120`) or an HTTP date.
+/// The longest `Retry-After` honoured: a target asking for more is waited for this long,
+/// so a wild value can neither park a record for days nor overflow a time computation.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Reads a `Retry-After` header: delay-seconds (`120`) or an HTTP date; capped at
+/// [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    let asked = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // More digits than a u64 holds is still "a very long time".
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(asked.min(MAX_RETRY_AFTER))
+}
+
+/// The backoff between deliveries of an item that failed retryably: the queue message's
+/// visibility and the ledger's `not_before` are set to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedriveBackoff {
+    /// After the first failure; doubles with every further one.
+    pub base: Duration,
+    /// The largest backoff.
+    pub max: Duration,
+}
+
+impl Default for RedriveBackoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(3600),
+        }
     }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+impl RedriveBackoff {
+    /// The backoff after the `attempts`-th failure, or longer if the target asked for it
+    /// (capped at [`MAX_RETRY_AFTER`]).
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self
+            .base
+            .saturating_mul(2_u32.saturating_pow(attempts.saturating_sub(1).min(16)))
+            .min(self.max);
+        retry_after.map_or(backoff, |asked| asked.min(MAX_RETRY_AFTER).max(backoff))
+    }
 }
 
 /// When the ledger schedules the next attempt of an item that failed retryably for the
 /// `attempts`-th time: 30 s, 60 s, 120 s... capped at one hour, or later if the target
 /// asked for it.
 pub fn redrive_delay(attempts: u32, retry_after: Option<Duration>) -> Duration {
-    let backoff = Duration::from_secs(30)
-        .saturating_mul(2_u32.saturating_pow(attempts.saturating_sub(1).min(16)))
-        .min(Duration::from_secs(3600));
-    retry_after.map_or(backoff, |asked| asked.max(backoff))
+    RedriveBackoff::default().delay(attempts, retry_after)
 }
 
 #[cfg(test)]
@@ -164,6 +200,24 @@ mod tests {
             Some(Duration::from_secs(10))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_after_is_capped_and_cannot_overflow() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_470);
+        assert_eq!(parse_retry_after("86400", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            redrive_delay(1, Some(Duration::from_secs(u64::MAX))),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The records table: item layout and the conditional write that lets only a newer source
-//! version win. Built as plain data ([`AttrValue`], expressions) so it is tested and
+//! version win (the push lease kept on the same item is in [`crate::push`]). Built as plain data ([`AttrValue`], expressions) so it is tested and
 //! benchmarked without DynamoDB; the worker turns it into SDK calls.
 
 use std::collections::BTreeMap;
@@ -53,14 +53,17 @@ impl AttrValue {
     }
 }
 
-/// An item: attribute name -> value.
-pub type Item = BTreeMap<&'static str, AttrValue>;
-
-/// A conditional `PutItem`.
+/// A conditional `UpdateItem` on the records table. Every write of the records item is an
+/// update, never a replacing put, so the push lease and the pushed marker kept on the item
+/// survive the writes of newer versions.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConditionalPut {
-    /// The whole item (it replaces any previous one).
-    pub item: Item,
+pub struct RecordUpdate {
+    /// Partition key, `{source}#{external_id}`.
+    pub pk: String,
+    /// Sort key, the entity type.
+    pub sk: String,
+    /// `UpdateExpression`.
+    pub update: &'static str,
     /// `ConditionExpression`.
     pub condition: &'static str,
     /// `ExpressionAttributeNames`.
@@ -69,6 +72,15 @@ pub struct ConditionalPut {
     pub values: BTreeMap<&'static str, AttrValue>,
 }
 
+const UPSERT_UPDATE: &str = "SET #source = :source, #external_id = :external_id, \
+     #entity = :entity, #version = :version, #operation = :operation, #key = :key, \
+     #digest = :digest, #correlation = :correlation, #written = :written, \
+     #deleted = :deleted, #fields = :fields, #unmapped = :unmapped";
+const DELETE_UPDATE: &str = "SET #source = :source, #external_id = :external_id, \
+     #entity = :entity, #version = :version, #operation = :operation, #key = :key, \
+     #digest = :digest, #correlation = :correlation, #written = :written, \
+     #deleted = :deleted REMOVE #fields, #unmapped";
+
 /// An upsert wins over an absent item or an older version.
 const UPSERT_CONDITION: &str = "attribute_not_exists(pk) OR #version < :version \
      OR (#version = :version AND #key = :key)";
@@ -76,43 +88,55 @@ const UPSERT_CONDITION: &str = "attribute_not_exists(pk) OR #version < :version 
 const DELETE_CONDITION: &str = "attribute_not_exists(pk) OR #version <= :version \
      OR (#version = :version AND #key = :key)";
 
+const WRITE_NAMES: [(&str, &str); 12] = [
+    ("#source", "source"),
+    ("#external_id", "external_id"),
+    ("#entity", "entity_type"),
+    ("#version", "source_version"),
+    ("#operation", "operation"),
+    ("#key", "idempotency_key"),
+    ("#digest", "content_digest"),
+    ("#correlation", "correlation_id"),
+    ("#written", "written_at"),
+    ("#deleted", "deleted"),
+    ("#fields", "fields"),
+    ("#unmapped", "unmapped"),
+];
+
 /// Partition key of a record: `{source}#{external_id}`.
 pub fn record_pk(source: &str, external_id: &str) -> String {
     format!("{source}#{external_id}")
 }
 
-/// The write of a normalized record. An upsert stores the fields; a delete replaces the
-/// item with a tombstone that keeps only keys and version, so its data is gone and an
+/// The write of a normalized record. An upsert stores the fields; a delete turns the
+/// item into a tombstone that keeps only keys and version, so its data is gone and an
 /// older upsert arriving late still loses against it.
 ///
 /// Condition: the item is absent, or holds an older version; a delete also wins a tie
 /// with an upsert of the same version; and the same delivery (same idempotency key) may
 /// write again, so a retry after a failed downstream push does not count itself stale.
-pub fn record_put(
+pub fn record_write(
     record: &CanonicalRecord,
     idempotency_key: &str,
+    content_digest: &str,
     correlation_id: &str,
     now_rfc3339: &str,
-) -> ConditionalPut {
-    let mut item = Item::new();
-    item.insert(
-        "pk",
-        AttrValue::s(record_pk(&record.source, &record.external_id)),
-    );
-    item.insert("sk", AttrValue::s(record.entity_type.clone()));
-    item.insert("source", AttrValue::s(record.source.clone()));
-    item.insert("external_id", AttrValue::s(record.external_id.clone()));
-    item.insert("entity_type", AttrValue::s(record.entity_type.clone()));
-    item.insert("source_version", AttrValue::n(record.source_version));
-    item.insert("operation", AttrValue::s(record.operation.as_str()));
-    item.insert("idempotency_key", AttrValue::s(idempotency_key));
-    item.insert("correlation_id", AttrValue::s(correlation_id));
-    item.insert("written_at", AttrValue::s(now_rfc3339));
-    match record.operation {
+) -> RecordUpdate {
+    let mut values = BTreeMap::new();
+    values.insert(":source", AttrValue::s(record.source.clone()));
+    values.insert(":external_id", AttrValue::s(record.external_id.clone()));
+    values.insert(":entity", AttrValue::s(record.entity_type.clone()));
+    values.insert(":version", AttrValue::n(record.source_version));
+    values.insert(":operation", AttrValue::s(record.operation.as_str()));
+    values.insert(":key", AttrValue::s(idempotency_key));
+    values.insert(":digest", AttrValue::s(content_digest));
+    values.insert(":correlation", AttrValue::s(correlation_id));
+    values.insert(":written", AttrValue::s(now_rfc3339));
+    let (update, condition) = match record.operation {
         Operation::Upsert => {
-            item.insert("deleted", AttrValue::Bool(false));
-            item.insert(
-                "fields",
+            values.insert(":deleted", AttrValue::Bool(false));
+            values.insert(
+                ":fields",
                 AttrValue::M(
                     record
                         .fields
@@ -121,8 +145,8 @@ pub fn record_put(
                         .collect(),
                 ),
             );
-            item.insert(
-                "unmapped",
+            values.insert(
+                ":unmapped",
                 AttrValue::M(
                     record
                         .unmapped
@@ -131,25 +155,47 @@ pub fn record_put(
                         .collect(),
                 ),
             );
+            (UPSERT_UPDATE, UPSERT_CONDITION)
         }
         Operation::Delete => {
-            item.insert("deleted", AttrValue::Bool(true));
+            values.insert(":deleted", AttrValue::Bool(true));
+            (DELETE_UPDATE, DELETE_CONDITION)
         }
-    }
-    let condition = match record.operation {
-        Operation::Upsert => UPSERT_CONDITION,
-        Operation::Delete => DELETE_CONDITION,
     };
-    let names = BTreeMap::from([("#version", "source_version"), ("#key", "idempotency_key")]);
-    let values = BTreeMap::from([
-        (":version", AttrValue::n(record.source_version)),
-        (":key", AttrValue::s(idempotency_key)),
-    ]);
-    ConditionalPut {
-        item,
+    RecordUpdate {
+        pk: record_pk(&record.source, &record.external_id),
+        sk: record.entity_type.clone(),
+        update,
         condition,
-        names,
+        names: WRITE_NAMES.into_iter().collect(),
         values,
+    }
+}
+
+/// Why the records table refused a record's write, read from the item as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteRefusal {
+    /// A newer version (or a delete of the same version) is stored.
+    Stale,
+    /// The same version of the same operation is stored with different content.
+    Conflict,
+}
+
+/// Tells a conflict (same version and operation, another content digest) from a stale
+/// write, given the stored item's version, operation and digest.
+pub fn write_refusal(
+    record: &CanonicalRecord,
+    content_digest: &str,
+    stored_version: Option<u64>,
+    stored_operation: Option<&str>,
+    stored_digest: Option<&str>,
+) -> WriteRefusal {
+    let same_version = stored_version == Some(record.source_version);
+    let same_operation = stored_operation == Some(record.operation.as_str());
+    if same_version && same_operation && stored_digest != Some(content_digest) {
+        WriteRefusal::Conflict
+    } else {
+        WriteRefusal::Stale
     }
 }
 
@@ -171,30 +217,69 @@ mod tests {
 
     #[test]
     fn an_upsert_stores_fields_and_needs_an_older_version() {
-        let put = record_put(
+        let put = record_write(
             &record(Operation::Upsert),
             "k1",
+            "d1",
             "c1",
             "2024-05-01T00:00:00Z",
         );
-        assert_eq!(put.item["pk"], AttrValue::s("hris#E1"));
-        assert!(put.item.contains_key("fields"));
+        assert_eq!(put.pk, "hris#E1");
+        assert!(put.values.contains_key(":fields"));
         assert!(put.condition.contains("#version < :version"));
         assert_eq!(put.values[":version"], AttrValue::n(42));
+        assert_eq!(put.values[":digest"], AttrValue::s("d1"));
     }
 
     #[test]
     fn a_delete_is_a_tombstone_without_data_that_wins_ties() {
-        let put = record_put(
+        let put = record_write(
             &record(Operation::Delete),
             "k1",
+            "d1",
             "c1",
             "2024-05-01T00:00:00Z",
         );
-        assert_eq!(put.item["deleted"], AttrValue::Bool(true));
-        assert!(!put.item.contains_key("fields"));
-        assert!(!put.item.contains_key("unmapped"));
-        assert_eq!(put.item["source_version"], AttrValue::n(42));
+        assert_eq!(put.values[":deleted"], AttrValue::Bool(true));
+        assert!(!put.values.contains_key(":fields"));
+        assert!(put.update.contains("REMOVE #fields, #unmapped"));
+        assert_eq!(put.values[":version"], AttrValue::n(42));
         assert!(put.condition.contains("#version <= :version"));
+    }
+
+    #[test]
+    fn every_alias_and_value_of_a_write_is_declared() {
+        for operation in [Operation::Upsert, Operation::Delete] {
+            let write = record_write(&record(operation), "k", "d", "c", "t");
+            let text = format!("{} {}", write.update, write.condition);
+            for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || "_#:".contains(c))) {
+                if token.starts_with('#') {
+                    assert!(write.names.contains_key(token), "{token} in {text}");
+                }
+                if token.starts_with(':') {
+                    assert!(write.values.contains_key(token), "{token} in {text}");
+                }
+            }
+            for value in write.values.keys() {
+                assert!(text.contains(value), "{value} unused in {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_version_other_content_is_a_conflict_older_is_stale() {
+        let upsert = record(Operation::Upsert);
+        assert_eq!(
+            write_refusal(&upsert, "d1", Some(42), Some("upsert"), Some("d0")),
+            WriteRefusal::Conflict
+        );
+        assert_eq!(
+            write_refusal(&upsert, "d1", Some(43), Some("upsert"), Some("d0")),
+            WriteRefusal::Stale
+        );
+        assert_eq!(
+            write_refusal(&upsert, "d1", Some(42), Some("delete"), Some("d0")),
+            WriteRefusal::Stale
+        );
     }
 }

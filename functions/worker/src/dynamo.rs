@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use sync_core::classify::{classify_aws_code, ErrorClass, Failure};
 use sync_core::ledger::LedgerUpdate;
-use sync_core::store::{AttrValue, ConditionalPut};
+use sync_core::store::{AttrValue, RecordUpdate};
 
 /// The outcome of a conditional write.
 #[derive(Debug)]
@@ -91,33 +91,38 @@ pub async fn update(
     }
 }
 
-/// Sends a conditional put.
-pub async fn put(
+/// Sends a conditional update of a records-table item; on a refused condition, returns
+/// the item as it was.
+pub async fn update_record(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    put: ConditionalPut,
+    update: RecordUpdate,
 ) -> Result<(), WriteError> {
     let result = client
-        .put_item()
+        .update_item()
         .table_name(table)
-        .set_item(Some(sdk_values(put.item)))
-        .condition_expression(put.condition)
+        .key("pk", AttributeValue::S(update.pk))
+        .key("sk", AttributeValue::S(update.sk))
+        .update_expression(update.update)
+        .condition_expression(update.condition)
         .set_expression_attribute_names(Some(
-            put.names
+            update
+                .names
                 .into_iter()
                 .map(|(alias, name)| (alias.to_string(), name.to_string()))
                 .collect(),
         ))
-        .set_expression_attribute_values(Some(sdk_values(put.values)))
+        .set_expression_attribute_values(Some(sdk_values(update.values)))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .send()
         .await;
     match result {
         Ok(_) => Ok(()),
         Err(error) => match error.as_service_error() {
-            Some(service) if service.is_conditional_check_failed_exception() => {
-                Err(WriteError::ConditionFailed(None))
+            Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                Err(WriteError::ConditionFailed(refused.item.clone()))
             }
-            _ => Err(WriteError::Failed(classify("PutItem", error))),
+            _ => Err(WriteError::Failed(classify("UpdateItem", error))),
         },
     }
 }

@@ -1,32 +1,40 @@
 //! The worker function: consumes SQS batches of records. For each message it claims the
 //! record's idempotency key in the ledger, writes the records table (only a newer source
-//! version wins; deletes leave a tombstone), pushes the record downstream under a rate
-//! limit, and records the outcome. Retryable failures come back as batch item failures;
-//! permanent ones are recorded as `FAILED` with their reason and leave the queue.
+//! version wins; deletes leave a tombstone), pushes the record downstream under its push
+//! lease (one push of a record at a time, never an older version after a newer one) and a
+//! rate limit, and records the outcome. Retryable failures come back as batch item
+//! failures with their message's visibility set to the backoff; permanent ones are
+//! recorded as `FAILED` with their reason and leave the queue.
 
 pub mod config;
 pub mod downstream;
 pub mod dynamo;
 pub mod process;
+pub mod visibility;
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures_util::stream::{self, StreamExt};
+use sync_core::breaker::CircuitBreaker;
 use sync_core::metrics::{names, Metrics, Unit};
 use sync_core::rate_limit::TokenBucket;
 use sync_core::Mappings;
 
 pub use config::WorkerConfig;
 pub use downstream::Downstream;
-pub use process::{Delivery, MessageOutcome, MessageReport};
+pub use process::{Delivery, MessageHandle, MessageOutcome, MessageReport};
 
 /// What the handler needs, built once per cold start.
 #[derive(Debug)]
 pub struct Worker {
     /// DynamoDB client.
     pub dynamodb: aws_sdk_dynamodb::Client,
+    /// SQS client (message visibility of hand-backs).
+    pub sqs: aws_sdk_sqs::Client,
+    /// Queue URLs by queue ARN, looked up once.
+    pub queue_urls: tokio::sync::Mutex<HashMap<String, String>>,
     /// The downstream target.
     pub downstream: Downstream,
     /// The source mappings.
@@ -36,30 +44,34 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker with a fresh rate limiter.
+    /// A worker with a fresh rate limiter (this instance's share of the limit) and a
+    /// closed circuit breaker. Fails only if no HTTP client can be built (TLS set-up).
     pub fn new(
         dynamodb: aws_sdk_dynamodb::Client,
-        http: reqwest::Client,
+        sqs: aws_sdk_sqs::Client,
         mappings: Mappings,
         config: WorkerConfig,
-    ) -> Self {
+    ) -> Result<Self, reqwest::Error> {
+        let (rate, burst) = config.instance_rate_limit();
         let downstream = Downstream {
-            http,
+            http: Downstream::client(config.downstream_timeout)?,
             base_url: config.downstream_url.clone(),
             timeout: config.downstream_timeout,
             retry: config.retry,
-            limiter: tokio::sync::Mutex::new(TokenBucket::new(
-                config.rate_limit_per_second,
-                config.burst,
-                Instant::now(),
+            limiter: tokio::sync::Mutex::new(TokenBucket::new(rate, burst, Instant::now())),
+            breaker: std::sync::Mutex::new(CircuitBreaker::new(
+                config.breaker_threshold,
+                config.breaker_cooldown,
             )),
         };
-        Self {
+        Ok(Self {
             dynamodb,
+            sqs,
+            queue_urls: tokio::sync::Mutex::new(HashMap::new()),
             downstream,
             mappings,
             config,
-        }
+        })
     }
 }
 
@@ -102,6 +114,7 @@ async fn process_in_turn(
             Some(reason) => MessageReport {
                 source: delivery.source(),
                 message_id: delivery.message_id,
+                handle: delivery.handle,
                 outcome: MessageOutcome::Retry(format!(
                     "another delivery of this record in the batch is being retried: {reason}"
                 )),
@@ -109,9 +122,24 @@ async fn process_in_turn(
             },
             None => process::process_delivery(worker, delivery, deadline).await,
         };
+        let report = match (earlier_retry_in(&reports), report) {
+            (Some(after), mut report) if report.stats.retry_in.is_none() => {
+                report.stats.retry_in = Some(after);
+                report
+            }
+            (_, report) => report,
+        };
         reports.push(report);
     }
     reports
+}
+
+/// The backoff of an earlier hand-back of the same record in the batch.
+fn earlier_retry_in(reports: &[MessageReport]) -> Option<Duration> {
+    reports.iter().find_map(|report| match report.outcome {
+        MessageOutcome::Retry(_) => report.stats.retry_in,
+        _ => None,
+    })
 }
 
 #[derive(Debug, Default)]
@@ -142,7 +170,14 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -
             let message_id = message
                 .message_id
                 .unwrap_or_else(|| format!("message-{index}"));
-            Delivery::read(worker, message_id, message.body.unwrap_or_default())
+            let handle = match (message.event_source_arn, message.receipt_handle) {
+                (Some(queue_arn), Some(receipt_handle)) => Some(MessageHandle {
+                    queue_arn,
+                    receipt_handle,
+                }),
+                _ => None,
+            };
+            Delivery::read(worker, message_id, handle, message.body.unwrap_or_default())
         });
     let messages: Vec<MessageReport> = stream::iter(same_record_together(deliveries))
         .map(|deliveries| process_in_turn(worker, deliveries, deadline))
@@ -158,6 +193,7 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -
             MessageOutcome::Synced => names::RECORDS_SYNCED,
             MessageOutcome::Duplicate => names::RECORDS_DUPLICATE,
             MessageOutcome::Stale => names::RECORDS_STALE,
+            MessageOutcome::Conflict => names::RECORDS_CONFLICT,
             MessageOutcome::Failed(_) => names::RECORDS_FAILED,
             MessageOutcome::Retry(_) => {
                 let mut failure = BatchItemFailure::default();
@@ -167,6 +203,9 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -
             }
         };
         metrics.count_by_source(name, &report.source, 1);
+        if report.stats.circuit_open {
+            metrics.count_by_source(names::DOWNSTREAM_CIRCUIT_OPEN, &report.source, 1);
+        }
         for latency in &report.stats.latencies_ms {
             metrics.record(
                 names::DOWNSTREAM_LATENCY,
@@ -186,6 +225,7 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -
             );
         }
     }
+    visibility::delay_hand_backs(worker, &messages).await;
     for line in metrics.to_emf_lines(chrono::Utc::now().timestamp_millis()) {
         println!("{line}");
     }

@@ -24,15 +24,12 @@ async fn main() -> Result<(), Error> {
     let config = WorkerConfig::from_env(&Env::new(&process_env))?;
     let mappings = Mappings::builtin()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let http = reqwest::Client::builder()
-        .connect_timeout(config.downstream_timeout)
-        .build()?;
     let worker = Arc::new(Worker::new(
         aws_sdk_dynamodb::Client::new(&sdk),
-        http,
+        aws_sdk_sqs::Client::new(&sdk),
         mappings,
         config,
-    ));
+    )?);
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let worker = Arc::clone(&worker);

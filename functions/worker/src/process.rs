@@ -7,11 +7,11 @@ use std::time::Instant;
 use sync_core::classify::Failure;
 use sync_core::envelope::{read_message, ReadableMessage, UnreadableMessage};
 use sync_core::ledger::{self, claim_refusal, ClaimRefusal, ClaimRequest, Outcome};
-use sync_core::retry::redrive_delay;
-use sync_core::store::record_put;
+use sync_core::push::{self, lease_refusal, LeaseRefusal};
+use sync_core::store::{record_pk, record_write, write_refusal, WriteRefusal};
 use tracing::{info, warn, Instrument};
 
-use crate::downstream::{PushStats, DEADLINE_MARGIN};
+use crate::downstream::{PushStats, Pushed, DEADLINE_MARGIN};
 use crate::dynamo::{self, number_attr, string_attr, WriteError};
 use crate::Worker;
 
@@ -22,12 +22,24 @@ pub enum MessageOutcome {
     Synced,
     /// Already processed (completed or failed before): skipped.
     Duplicate,
-    /// Older than the stored version: not written, not pushed, completed.
+    /// Older than the stored version (or than the target's): not pushed, completed.
     Stale,
+    /// The same version was stored with other content: not written, not pushed,
+    /// completed with outcome `conflict`.
+    Conflict,
     /// Failed for good; recorded in the ledger as `FAILED` with this reason.
     Failed(String),
     /// Not finished; handed back to the queue (a batch item failure) with this reason.
     Retry(String),
+}
+
+/// A received message's queue and receipt handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageHandle {
+    /// The queue's ARN (`eventSourceARN`).
+    pub queue_arn: String,
+    /// The receipt handle of this delivery.
+    pub receipt_handle: String,
 }
 
 /// The outcome of one message with what it observed, for metrics.
@@ -35,6 +47,8 @@ pub enum MessageOutcome {
 pub struct MessageReport {
     /// The SQS message id.
     pub message_id: String,
+    /// The queue and receipt handle, when the event carried them.
+    pub handle: Option<MessageHandle>,
     /// The record's source (`unknown` when the message could not be read).
     pub source: String,
     /// The outcome.
@@ -52,6 +66,9 @@ fn now_unix() -> i64 {
 pub struct Delivery {
     /// The SQS message id.
     pub message_id: String,
+    /// Where the message came from, to change its visibility: the queue's ARN and the
+    /// message's receipt handle.
+    pub handle: Option<MessageHandle>,
     /// The message body.
     pub body: String,
     /// The body read and normalized, or why it cannot be.
@@ -60,10 +77,16 @@ pub struct Delivery {
 
 impl Delivery {
     /// Reads a message body.
-    pub fn read(worker: &Worker, message_id: String, body: String) -> Self {
+    pub fn read(
+        worker: &Worker,
+        message_id: String,
+        handle: Option<MessageHandle>,
+        body: String,
+    ) -> Self {
         let read = read_message(&worker.mappings, &body);
         Self {
             message_id,
+            handle,
             body,
             read,
         }
@@ -98,6 +121,7 @@ pub async fn process_delivery(
     let source = delivery.source();
     let Delivery {
         message_id,
+        handle,
         body,
         read,
     } = delivery;
@@ -145,6 +169,7 @@ pub async fn process_delivery(
     };
     MessageReport {
         message_id,
+        handle,
         source,
         outcome,
         stats,
@@ -156,6 +181,10 @@ fn log_outcome(outcome: &MessageOutcome) {
         MessageOutcome::Synced => info!(outcome = "synced", "record synced"),
         MessageOutcome::Duplicate => info!(outcome = "duplicate", "duplicate delivery skipped"),
         MessageOutcome::Stale => info!(outcome = "stale", "older version skipped"),
+        MessageOutcome::Conflict => warn!(
+            outcome = "conflict",
+            "this version was stored before with other content; kept the first, skipped this one"
+        ),
         MessageOutcome::Failed(reason) => {
             warn!(outcome = "failed", reason = %reason, "record failed permanently")
         }
@@ -173,20 +202,11 @@ async fn process_readable(
     stats: &mut PushStats,
 ) -> MessageOutcome {
     let config = &worker.config;
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    if remaining
-        < config
-            .downstream_timeout
-            .min(std::time::Duration::from_secs(1))
-            + DEADLINE_MARGIN
-    {
-        return MessageOutcome::Retry("no time left in this invocation".to_string());
-    }
     let record = &readable.record;
     let key = readable.idempotency_key.as_str();
     let token = uuid::Uuid::new_v4().to_string();
     let now = now_unix();
-    let claim = ledger::claim(&ClaimRequest {
+    let request = ClaimRequest {
         key,
         source: &record.source,
         external_id: &record.external_id,
@@ -198,47 +218,161 @@ async fn process_readable(
         now,
         lease_seconds: config.lease_seconds,
         expires_at: now + config.ledger_ttl_days * 86_400,
-    });
-    let attempts = match dynamo::update(&worker.dynamodb, &config.ledger_table, claim).await {
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining
+        < config
+            .downstream_timeout
+            .min(std::time::Duration::from_secs(1))
+            + DEADLINE_MARGIN
+    {
+        // Not claimed, but entered in the ledger, so that even a message that reaches the
+        // DLQ this way is known to the reconciler.
+        let enlist = ledger::enlist(&request, now + config.lease_seconds);
+        if let Err(WriteError::Failed(failure)) =
+            dynamo::update(&worker.dynamodb, &config.ledger_table, enlist).await
+        {
+            warn!(reason = %failure.reason, "could not enter the unclaimed record in the ledger");
+        }
+        return MessageOutcome::Retry("no time left in this invocation".to_string());
+    }
+    let attempts = match dynamo::update(
+        &worker.dynamodb,
+        &config.ledger_table,
+        ledger::claim(&request),
+    )
+    .await
+    {
         Ok(updated) => number_attr(&updated, "attempts").unwrap_or(1),
         Err(WriteError::ConditionFailed(existing)) => {
             let existing = existing.unwrap_or_default();
             return match claim_refusal(
                 string_attr(&existing, "state"),
                 number_attr(&existing, "lease_until"),
+                number_attr(&existing, "not_before"),
                 now,
             ) {
                 ClaimRefusal::Duplicate => MessageOutcome::Duplicate,
                 ClaimRefusal::HeldElsewhere => MessageOutcome::Retry(
                     "another invocation holds this record's lease".to_string(),
                 ),
+                ClaimRefusal::NotYetDue(at) => {
+                    stats.retry_in = Some(std::time::Duration::from_secs(
+                        u64::try_from(at.saturating_sub(now)).unwrap_or(0),
+                    ));
+                    MessageOutcome::Retry(
+                        "the record's retry backoff has not ended yet".to_string(),
+                    )
+                }
             };
         }
         Err(WriteError::Failed(failure)) => return MessageOutcome::Retry(failure.reason),
     };
 
-    let put = record_put(
+    let write = record_write(
         record,
         key,
+        &readable.content_digest,
         &readable.message.correlation_id,
         &chrono::Utc::now().to_rfc3339(),
     );
-    match dynamo::put(&worker.dynamodb, &config.records_table, put).await {
+    match dynamo::update_record(&worker.dynamodb, &config.records_table, write).await {
         Ok(()) => {}
-        Err(WriteError::ConditionFailed(_)) => {
+        Err(WriteError::ConditionFailed(stored)) => {
+            let stored = stored.unwrap_or_default();
+            let refusal = write_refusal(
+                record,
+                &readable.content_digest,
+                number_attr(&stored, "source_version").and_then(|v| u64::try_from(v).ok()),
+                string_attr(&stored, "operation"),
+                string_attr(&stored, "content_digest"),
+            );
+            let (ledger_outcome, outcome) = match refusal {
+                WriteRefusal::Stale => (Outcome::Stale, MessageOutcome::Stale),
+                WriteRefusal::Conflict => (Outcome::Conflict, MessageOutcome::Conflict),
+            };
             return finish(
                 worker,
-                ledger::complete(key, &token, Outcome::Stale, now_unix()),
-                MessageOutcome::Stale,
+                ledger::complete(key, &token, ledger_outcome, now_unix()),
+                outcome,
             )
             .await;
         }
         Err(WriteError::Failed(failure)) => {
-            return settle_failure(worker, key, &token, attempts, failure).await
+            return settle_failure(worker, key, &token, attempts, failure, stats).await
         }
     }
 
-    match worker
+    match push_in_order(worker, readable, &token, deadline, stats).await {
+        Ok(Pushed::Accepted) => {
+            finish(
+                worker,
+                ledger::complete(key, &token, Outcome::Synced, now_unix()),
+                MessageOutcome::Synced,
+            )
+            .await
+        }
+        Ok(Pushed::Stale) => {
+            finish(
+                worker,
+                ledger::complete(key, &token, Outcome::Stale, now_unix()),
+                MessageOutcome::Stale,
+            )
+            .await
+        }
+        Err(failure) => settle_failure(worker, key, &token, attempts, failure, stats).await,
+    }
+}
+
+/// Pushes the record under its push lease (see `sync_core::push`): waits while another
+/// delivery of the same record pushes, and does not push at all once a newer version is
+/// stored. The downstream therefore only ever receives a record's versions in increasing
+/// order.
+async fn push_in_order(
+    worker: &Worker,
+    readable: &ReadableMessage,
+    token: &str,
+    deadline: Instant,
+    stats: &mut PushStats,
+) -> Result<Pushed, Failure> {
+    let config = &worker.config;
+    let record = &readable.record;
+    let key = readable.idempotency_key.as_str();
+    let pk = record_pk(&record.source, &record.external_id);
+    let sk = record.entity_type.as_str();
+    let mut poll = LEASE_POLL_START;
+    loop {
+        let acquire = push::acquire(&pk, sk, key, token, now_unix(), config.lease_seconds);
+        match dynamo::update_record(&worker.dynamodb, &config.records_table, acquire).await {
+            Ok(()) => break,
+            Err(WriteError::ConditionFailed(stored)) => {
+                let stored = stored.unwrap_or_default();
+                match lease_refusal(
+                    key,
+                    string_attr(&stored, "idempotency_key"),
+                    string_attr(&stored, "pushed_key"),
+                ) {
+                    LeaseRefusal::Superseded => {
+                        info!("a newer version was stored meanwhile; this one is not pushed");
+                        return Ok(Pushed::Stale);
+                    }
+                    LeaseRefusal::AlreadyPushed => return Ok(Pushed::Accepted),
+                    LeaseRefusal::Held => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        if remaining < poll + config.downstream_timeout + DEADLINE_MARGIN {
+                            return Err(Failure::retryable(
+                                "another delivery of this record was pushing it until the invocation's deadline",
+                            ));
+                        }
+                        tokio::time::sleep(poll).await;
+                        poll = (poll * 2).min(LEASE_POLL_MAX);
+                    }
+                }
+            }
+            Err(WriteError::Failed(failure)) => return Err(failure),
+        }
+    }
+    let result = worker
         .downstream
         .push(
             record,
@@ -247,36 +381,44 @@ async fn process_readable(
             deadline,
             stats,
         )
-        .await
+        .await;
+    let release = match result {
+        Ok(_) => push::release_pushed(&pk, sk, token, key, record.source_version),
+        Err(_) => push::release(&pk, sk, token),
+    };
+    if let Err(error) =
+        dynamo::update_record(&worker.dynamodb, &config.records_table, release).await
     {
-        Ok(()) => {
-            finish(
-                worker,
-                ledger::complete(key, &token, Outcome::Synced, now_unix()),
-                MessageOutcome::Synced,
-            )
-            .await
-        }
-        Err(failure) => settle_failure(worker, key, &token, attempts, failure).await,
+        // The lease runs out on its own; until then newer versions of this record wait.
+        warn!(error = ?error, "could not release the record's push lease");
     }
+    result
 }
 
+/// First wait for a push lease another delivery holds; doubles up to [`LEASE_POLL_MAX`].
+const LEASE_POLL_START: std::time::Duration = std::time::Duration::from_millis(20);
+/// Longest wait between two looks at a held push lease.
+const LEASE_POLL_MAX: std::time::Duration = std::time::Duration::from_millis(400);
+
 /// Records a failure: permanent ones become `FAILED` (the message is then deleted from the
-/// queue); retryable ones become `RETRY` with a backoff and the message goes back to the
-/// queue.
+/// queue); retryable ones become `RETRY` with a backoff, the message goes back to the
+/// queue and its visibility is set to the backoff.
 async fn settle_failure(
     worker: &Worker,
     key: &str,
     token: &str,
     attempts: i64,
     failure: Failure,
+    stats: &mut PushStats,
 ) -> MessageOutcome {
     let now = now_unix();
     if failure.is_retryable() {
         let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-        let next = now
-            + i64::try_from(redrive_delay(attempts, failure.retry_after).as_secs()).unwrap_or(3600);
-        let update = ledger::release_for_retry(key, token, &failure.reason, next, now);
+        let backoff = worker.config.backoff.delay(attempts, failure.retry_after);
+        stats.retry_in = Some(backoff);
+        let not_before = now.saturating_add(i64::try_from(backoff.as_secs()).unwrap_or(3600));
+        let next = not_before.saturating_add(worker.config.lease_seconds);
+        let update = ledger::release_for_retry(key, token, &failure.reason, not_before, next, now);
         finish(
             worker,
             update,

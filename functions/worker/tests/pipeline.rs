@@ -155,6 +155,7 @@ async fn drain_through_worker(ingest: &Ingest, worker: &Worker) -> BTreeMap<&'st
                 MessageOutcome::Synced => "synced",
                 MessageOutcome::Duplicate => "duplicate",
                 MessageOutcome::Stale => "stale",
+                MessageOutcome::Conflict => "conflict",
                 MessageOutcome::Failed(_) => "failed",
                 MessageOutcome::Retry(_) => "retried",
             };

@@ -17,9 +17,11 @@ use aws_sdk_sqs::config::Credentials;
 use emulator::MotoServer;
 use serde_json::{json, Value};
 use sync_core::envelope::{QueueMessage, MESSAGE_FORMAT};
-use sync_core::retry::RetryPolicy;
+use sync_core::retry::{RedriveBackoff, RetryPolicy};
 use sync_core::Mappings;
 use worker::{Worker, WorkerConfig};
+
+pub mod target;
 
 static MOTO: OnceLock<MotoServer> = OnceLock::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -145,18 +147,23 @@ pub async fn worker(downstream_url: &str) -> Worker {
         ledger_ttl_days: 30,
         metrics_namespace: "datasync/test".into(),
         concurrency: 4,
+        max_instances: 1,
         retry: RetryPolicy {
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
             max_attempts: 5,
         },
+        backoff: RedriveBackoff::default(),
+        breaker_threshold: 1000,
+        breaker_cooldown: Duration::from_secs(30),
     };
     Worker::new(
         dynamodb,
-        reqwest::Client::new(),
+        aws_sdk_sqs::Client::new(&sdk),
         Mappings::builtin().unwrap(),
         config,
     )
+    .unwrap()
 }
 
 /// An HRIS employee record at `updated_at`.
