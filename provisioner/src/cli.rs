@@ -1,6 +1,7 @@
 //! Command-line interface: every subcommand, its arguments and its help text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -10,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// Exit codes: 0 success (or no changes), 1 failure, 2 bad arguments,
 /// 3 validation failed, 4 refused by a safety guard, 5 changes present
-/// (`plan --detailed-exitcode`).
+/// (`plan --detailed-exitcode`), 6 locked by another deploy, 7 wrong AWS account,
+/// 8 release older than the running one, 9 promotion refused (source not healthy).
 #[derive(Debug, Parser)]
 #[command(name = "provisioner", version, propagate_version = true)]
 pub struct Cli {
@@ -56,14 +58,34 @@ pub enum Command {
     /// Build every function for Lambda's provided.al2023 runtime and zip it
     /// deterministically (`build/functions/`).
     Build(BuildArgs),
-    /// Write the release manifest: git revision, function zip digests, template digests
-    /// per environment.
+    /// Work with releases: `publish` the checkout once, `list` and `show` published
+    /// ones. Without a subcommand, writes the checkout's manifest to build/release.json.
     Release(ReleaseArgs),
-    /// Deploy an environment: upload artifacts, then per stack a change set, its diff,
-    /// the stateful guard, confirmation, execution with live events.
+    /// Deploy the bootstrap stack of an environment's account and region: the artifact
+    /// bucket, the deployments table (lock, state, history) and the CloudFormation
+    /// execution role every change set runs with. Once per account and region.
+    Bootstrap(BootstrapArgs),
+    /// Deploy a release to an environment under its lock: `--release <id>` takes
+    /// everything from the published bundle; without it the checkout is published as a
+    /// release first. Per stack a change set, its diff, the stateful guard,
+    /// confirmation, execution with live events; the attempt is recorded in the history.
     Deploy(DeployArgs),
-    /// Show what `deploy` would change (change sets computed, then deleted).
+    /// Show what `deploy` would change (change sets computed, then deleted). Writes
+    /// nothing: no upload, no lock, no history.
     Plan(PlanArgs),
+    /// Deploy the release one environment runs (or a named one that ran there) to
+    /// another, unchanged, once the source is healthy.
+    Promote(PromoteArgs),
+    /// Put the previous successful release back (functions and infrastructure
+    /// together), or the one `--to` names, through the ordinary deploy path; recorded
+    /// in the history as a rollback.
+    Rollback(RollbackArgs),
+    /// An environment's deployment history: every deploy attempt, promotion and broken
+    /// lock, newest first.
+    History(HistoryArgs),
+    /// Break an environment's deploy lock (a deploy that died holding it), recorded in
+    /// the history.
+    Unlock(UnlockArgs),
     /// List an environment's stacks: status, deployed release, last update, outputs.
     Status(StatusArgs),
     /// Delete an environment's stacks, dependents first.
@@ -139,13 +161,71 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReleaseArgs {
+    #[command(subcommand)]
+    pub command: Option<ReleaseCommand>,
     /// The artifact index `provisioner build` wrote.
     #[arg(long, value_name = "DIR", default_value = "build/functions")]
     pub artifacts: PathBuf,
     /// Where to write the manifest.
     #[arg(long, value_name = "FILE", default_value = "build/release.json")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Publish the checkout as a release to the environment's artifact bucket, once:
+    /// the same content again is a no-op, different content under an existing id is
+    /// refused.
+    Publish(PublishArgs),
+    /// List the releases published to the environment's artifact bucket, oldest first.
+    List(ReleaseEnvArgs),
+    /// Show one published release's manifest.
+    Show(ReleaseShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Environment whose artifact bucket receives the release.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Build the functions first (otherwise the zips of the last `provisioner build`).
+    #[arg(long)]
+    pub build: bool,
+    /// The artifact index `provisioner build` wrote.
+    #[arg(long, value_name = "DIR", default_value = "build/functions")]
+    pub artifacts: PathBuf,
+    /// Publish a tree with uncommitted changes to a non-emulated environment.
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseEnvArgs {
+    /// Environment whose artifact bucket to read.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseShowArgs {
+    /// Environment whose artifact bucket to read.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The release id (`provisioner release list` shows them).
+    #[arg(value_name = "RELEASE")]
+    pub release: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// An environment of the account and region to bootstrap.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Execute the change set without asking (for CI).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// What `deploy` and `plan` share.
@@ -164,6 +244,13 @@ pub struct ChangeArgs {
     /// The artifact index `provisioner build` wrote.
     #[arg(long, value_name = "DIR", default_value = "build/functions")]
     pub artifacts: PathBuf,
+    /// A published release to take everything from (zips, templates, the environment's
+    /// configuration) instead of the checkout.
+    #[arg(long, value_name = "RELEASE", conflicts_with = "build")]
+    pub release: Option<String>,
+    /// Use a tree with uncommitted changes for a non-emulated environment.
+    #[arg(long)]
+    pub allow_dirty: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +261,108 @@ pub struct DeployArgs {
     /// this flag, nothing is executed.
     #[arg(long)]
     pub yes: bool,
+    /// Deploy a release older than the one the environment runs.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Wait this long for another deploy's lock (e.g. 10m); by default fail at once.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment whose release to promote.
+    #[arg(long, value_name = "ENV")]
+    pub from: String,
+    /// The environment to deploy it to.
+    #[arg(long, value_name = "ENV")]
+    pub to: String,
+    /// A release that ran successfully in the source (default: the one it runs).
+    #[arg(long, value_name = "RELEASE")]
+    pub release: Option<String>,
+    /// The release must have run in the source at least this long (e.g. 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub soak: Duration,
+    /// AWS profile whose credentials read the source environment (default: the same
+    /// credentials as the target).
+    #[arg(long, value_name = "PROFILE")]
+    pub from_profile: Option<String>,
+    /// Let the change set remove or replace this stateful resource. Repeat for several.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    pub allow_replace: Vec<String>,
+    /// Execute change sets without asking (for CI).
+    #[arg(long)]
+    pub yes: bool,
+    /// Wait this long for another deploy's lock of the target.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Environment to roll back.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The release to go back to (default: the one before the running release in the
+    /// environment's history).
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Let the change set remove or replace this stateful resource. Repeat for several.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    pub allow_replace: Vec<String>,
+    /// Execute change sets without asking (for CI).
+    #[arg(long)]
+    pub yes: bool,
+    /// Wait this long for another deploy's lock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Environment whose history to list.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// At most this many entries, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Environment whose deploy lock to break.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Why (recorded in the history).
+    #[arg(long)]
+    pub reason: String,
+}
+
+/// `90s`, `10m`, `2h`, `7d` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: give a number and a unit, e.g. 90s, 10m, 2h or 7d")
+    })?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit: use s, m, h or d (e.g. 10m)"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config::ConfigError;
+use crate::exit::Exit;
 use crate::render::RenderError;
 
 /// Everything that can stop a command. Each variant carries what a person needs to act.
@@ -25,6 +26,43 @@ pub enum Error {
     },
     #[error("{message}")]
     Other { message: String, help: String },
+    /// A guard refused to go on; its exit code says which one.
+    #[error("{message}")]
+    Refused {
+        refusal: Refusal,
+        message: String,
+        help: String,
+    },
+}
+
+/// The guards whose refusals have exit codes of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    WrongAccount,
+    Locked,
+    OlderRelease,
+    PromotionRefused,
+}
+
+impl Refusal {
+    pub fn exit(self) -> Exit {
+        match self {
+            Self::WrongAccount => Exit::WrongAccount,
+            Self::Locked => Exit::Locked,
+            Self::OlderRelease => Exit::OlderRelease,
+            Self::PromotionRefused => Exit::PromotionRefused,
+        }
+    }
+
+    /// A stable name for machines (`--output json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WrongAccount => "wrong-account",
+            Self::Locked => "locked",
+            Self::OlderRelease => "older-release",
+            Self::PromotionRefused => "promotion-refused",
+        }
+    }
 }
 
 impl Error {
@@ -40,7 +78,17 @@ impl Error {
                     .into(),
             ),
             Error::Io { .. } => None,
-            Error::Other { help, .. } => Some(help.clone()).filter(|help| !help.is_empty()),
+            Error::Other { help, .. } | Error::Refused { help, .. } => {
+                Some(help.clone()).filter(|help| !help.is_empty())
+            }
+        }
+    }
+
+    /// The process exit code this error ends a command with.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::Refused { refusal, .. } => refusal.exit(),
+            _ => Exit::Failed,
         }
     }
 }

@@ -18,6 +18,15 @@ pub enum Exit {
     Refused = 4,
     /// `plan --detailed-exitcode` found changes to apply.
     ChangesPresent = 5,
+    /// Another deploy holds the environment's lock (and `--lock-timeout` ran out), or
+    /// a stale lock must be broken with `provisioner unlock` first.
+    Locked = 6,
+    /// The caller's AWS account is not the environment's `account_id`.
+    WrongAccount = 7,
+    /// The release is older than the one the environment runs (no `--allow-downgrade`).
+    OlderRelease = 8,
+    /// `promote` refused: the source environment is not healthy enough to promote from.
+    PromotionRefused = 9,
 }
 
 impl From<Exit> for ExitCode {

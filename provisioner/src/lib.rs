@@ -11,9 +11,11 @@ pub mod error;
 pub mod exit;
 pub mod local;
 pub mod logging;
+pub mod ops;
 pub mod output;
 pub mod package;
 pub mod project;
+pub mod release;
 pub mod render;
 
 use std::io::Write;
@@ -36,7 +38,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Lint(args) => commands::lint::run(&project, &args, format, out),
         Command::Build(args) => commands::build::run(&project, &args, format, out),
         Command::Release(args) => commands::release::run(&project, &args, format, out),
+        Command::Bootstrap(args) => commands::bootstrap::run(&project, &args, format, out),
         Command::Deploy(args) => commands::deploy::run(&project, &args, format, out),
+        Command::Promote(args) => commands::promote::run(&project, &args, format, out),
+        Command::Rollback(args) => commands::rollback::run(&project, &args, format, out),
+        Command::History(args) => commands::history::run(&project, &args, format, out),
+        Command::Unlock(args) => commands::unlock::run(&project, &args, format, out),
         Command::Plan(args) => commands::plan::run(&project, &args, format, out),
         Command::Status(args) => commands::status::run(&project, &args, format, out),
         Command::Destroy(args) => commands::destroy::run(&project, &args, format, out),

@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. `verbosity` counts `-v` flags.
 pub fn init(verbosity: u8) {
     let default = match verbosity {
-        0 => "warn",
+        // aws-config warns about things the provisioner reports itself, in one line
+        // (no credentials, a missing profile or config file).
+        0 => "warn,aws_config=error,aws_runtime=error",
         1 => "provisioner=debug,info",
         _ => "trace",
     };
@@ -14,6 +16,7 @@ pub fn init(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

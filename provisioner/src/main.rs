@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         Ok(code) => code.into(),
         Err(error) => {
             eprintln!("{}", provisioner::error::report(&error));
-            provisioner::exit::Exit::Failed.into()
+            error.exit().into()
         }
     }
 }

@@ -6,12 +6,12 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use crate::cli::{DestroyArgs, OutputFormat};
-use crate::commands::deploy::{
-    confirmation, poll_settings, prepare, runtime, stack_specs_without_parameters,
-};
 use crate::deploy::clients::AwsClients;
 use crate::deploy::destroy::{self, DestroyOptions, DestroyResult};
 use crate::deploy::progress::Progress;
+use crate::deploy::setup::{
+    confirmation, poll_settings, prepare, runtime, stack_specs_without_parameters,
+};
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
@@ -47,6 +47,8 @@ pub fn run(
     let progress = Arc::new(Progress::new(std::io::stderr().is_terminal()));
     let (outcome, requests) = runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;
+        let identity = crate::release::identity::caller_identity(&clients.sts).await?;
+        crate::release::identity::ensure_account(&prepared.env, &identity)?;
         let outcome = destroy::destroy(&clients, &specs, &options, progress, &mut ask).await?;
         Ok::<_, Error>((outcome, clients.requests.summary()))
     })?;

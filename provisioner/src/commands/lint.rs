@@ -153,6 +153,7 @@ pub fn run(
                 let files: Vec<PathBuf> = manifest
                     .stacks
                     .iter()
+                    .chain(std::iter::once(&manifest.bootstrap))
                     .map(|stack| dir.join(&stack.file))
                     .collect();
                 let mut messages = run_cfn_lint(cfn_lint, env.settings.region.as_str(), &files)?;

@@ -298,7 +298,7 @@ pub fn send(
     // against the emulator, whose SQS answers a batch of 10 in tens of milliseconds.
     let limit = env.settings.api.max_records_per_request as usize;
     let batch = args.batch.unwrap_or(DEFAULT_BATCH).clamp(1, limit);
-    let runtime = super::deploy::runtime()?;
+    let runtime = crate::deploy::setup::runtime()?;
     let mut report = runtime.block_on(async {
         let keys = signing_keys(&env, endpoint.as_str()).await?;
         let key = keys.key_for(&source).map_err(|error| Error::Other {

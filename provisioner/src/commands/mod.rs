@@ -1,14 +1,19 @@
 //! One module per subcommand. Each writes its results to the injected `out` (stdout in
 //! the binary, a buffer in tests) and returns the exit code to use.
 
+pub mod bootstrap;
 pub mod build;
 pub mod deploy;
 pub mod destroy;
 pub mod env;
+pub mod history;
 pub mod lint;
 pub mod local;
 pub mod plan;
+pub mod promote;
 pub mod release;
 pub mod render;
+pub mod rollback;
 pub mod status;
+pub mod unlock;
 pub mod up;

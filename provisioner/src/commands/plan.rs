@@ -1,16 +1,18 @@
-//! `provisioner plan`: what `deploy` would do, without executing anything. Artifacts
-//! are published and change sets computed, shown and deleted (with the empty stack a
-//! CREATE change set brings into being), so a plan leaves no trace in CloudFormation.
+//! `provisioner plan`: what `deploy` would do, without executing or writing anything.
+//! Change sets are computed, shown and deleted (with the empty stack a CREATE change set
+//! brings into being), so a plan leaves no trace in CloudFormation; nothing is uploaded
+//! and no lock is taken.
 
 use std::io::Write;
 
 use crate::cli::{OutputFormat, PlanArgs};
-use crate::commands::deploy::{plan_or_deploy, write_report};
+use crate::commands::deploy::{request, write_report};
 use crate::deploy::engine::Mode;
 use crate::deploy::report::Verdict;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::project::Project;
+use crate::release::rollout;
 
 /// The exit code of a plan: changes only count with `--detailed-exitcode`.
 pub fn exit_code(verdict: Verdict, detailed: bool) -> Exit {
@@ -28,7 +30,8 @@ pub fn run(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<Exit, Error> {
-    let report = match plan_or_deploy(project, &args.change, Mode::Plan, false, format, out)? {
+    let request = request(project, &args.change, Mode::Plan)?;
+    let report = match rollout::run(project, &request, format, out)? {
         Ok(report) => report,
         Err(exit) => return Ok(exit),
     };

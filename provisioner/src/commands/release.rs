@@ -1,13 +1,14 @@
 //! `provisioner release`: describes the release this checkout makes (git revision and
 //! dirty flag, each function zip's sha256 and size, each stack template's sha256 per
 //! environment, each environment's config digest, the provisioner version) in
-//! `build/release.json`.
+//! `build/release.json`; `release publish` uploads it as an immutable bundle, `release
+//! list` and `release show` read the published ones.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::cli::{OutputFormat, ReleaseArgs};
-use crate::commands::build::resolve;
+use crate::cli::{OutputFormat, ReleaseArgs, ReleaseCommand};
+use crate::commands::build::{build_for, resolve};
 use crate::config;
 use crate::error::Error;
 use crate::exit::Exit;
@@ -17,6 +18,8 @@ use crate::package::release::{
     GitVersion, ReleaseEnvironment, ReleaseFunction, ReleaseManifest, ReleaseStack, MANIFEST_FORMAT,
 };
 use crate::project::Project;
+use crate::release::bundle::BundleManifest;
+use crate::release::{rollout, ReleaseId};
 use crate::render::Renderer;
 
 /// Builds the manifest from the artifact index in `artifacts_dir` and every environment.
@@ -74,6 +77,9 @@ pub fn run(
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<Exit, Error> {
+    if let Some(command) = &args.command {
+        return run_subcommand(project, command, format, out);
+    }
     let manifest = manifest(project, &resolve(project, &args.artifacts))?;
     let path = resolve(project, &args.out);
     let text = serde_json::to_string_pretty(&manifest).map_err(|error| Error::Other {
@@ -127,4 +133,126 @@ pub fn run(
         }
     }
     Ok(Exit::Success)
+}
+
+/// `release publish`, `release list`, `release show`.
+pub fn run_subcommand(
+    project: &Project,
+    command: &ReleaseCommand,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> Result<Exit, Error> {
+    match command {
+        ReleaseCommand::Publish(args) => {
+            let renderer = Renderer::load(project)?;
+            let artifacts_dir = resolve(project, &args.artifacts);
+            if args.build {
+                build_for(
+                    project,
+                    &renderer,
+                    std::slice::from_ref(&args.env),
+                    artifacts_dir.clone(),
+                )?;
+            }
+            let (published, manifest) =
+                rollout::publish_checkout(project, &args.env, &artifacts_dir, args.allow_dirty)?;
+            match format {
+                OutputFormat::Json => write_json(
+                    out,
+                    &serde_json::json!({
+                        "id": published.id,
+                        "bucket": published.bucket,
+                        "created": published.created,
+                        "uploaded": published.uploaded,
+                        "manifest": manifest,
+                    }),
+                )?,
+                OutputFormat::Text => {
+                    write_text(
+                        out,
+                        &if published.created {
+                            format!(
+                                "published release {} to s3://{}/releases/{}/ ({} zip(s) uploaded)",
+                                published.id,
+                                published.bucket,
+                                published.id,
+                                published.uploaded.len()
+                            )
+                        } else {
+                            format!(
+                                "release {} is already published in s3://{} with the same content; nothing to do",
+                                published.id, published.bucket
+                            )
+                        },
+                    )?;
+                    write_manifest_text(&manifest, out)?;
+                }
+            }
+            Ok(Exit::Success)
+        }
+        ReleaseCommand::List(args) => {
+            let ids = rollout::list_releases(project, &args.env)?;
+            match format {
+                OutputFormat::Json => write_json(out, &serde_json::json!({ "releases": ids }))?,
+                OutputFormat::Text => {
+                    if ids.is_empty() {
+                        write_text(out, "no release is published yet")?;
+                    }
+                    for id in &ids {
+                        write_text(out, id.as_str())?;
+                    }
+                }
+            }
+            Ok(Exit::Success)
+        }
+        ReleaseCommand::Show(args) => {
+            let id = ReleaseId::parse(&args.release)?;
+            let manifest = rollout::show_release(project, &args.env, &id)?;
+            match format {
+                OutputFormat::Json => write_json(out, &manifest)?,
+                OutputFormat::Text => {
+                    write_text(out, &format!("release {}", manifest.id))?;
+                    write_manifest_text(&manifest, out)?;
+                }
+            }
+            Ok(Exit::Success)
+        }
+    }
+}
+
+fn write_manifest_text(manifest: &BundleManifest, out: &mut dyn Write) -> Result<(), Error> {
+    write_text(
+        out,
+        &format!(
+            "  revision {}{}, published {} by provisioner {}, content {}",
+            manifest.git.revision.as_deref().unwrap_or("?"),
+            if manifest.git.dirty { " (dirty)" } else { "" },
+            manifest.created_at,
+            manifest.provisioner_version,
+            manifest.content_sha256
+        ),
+    )?;
+    for function in &manifest.functions {
+        write_text(
+            out,
+            &format!(
+                "  function {:<12} {:<7} {} ({} bytes)",
+                function.name, function.architecture, function.sha256, function.size
+            ),
+        )?;
+    }
+    write_text(
+        out,
+        &format!(
+            "  sources {} ({} files), environments {}",
+            manifest.sources.sha256,
+            manifest.sources.files.len(),
+            manifest
+                .environments
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
 }

@@ -57,6 +57,8 @@ pub struct RenderManifest {
     pub config_sha256: String,
     pub directory: String,
     pub stacks: Vec<ManifestStack>,
+    /// The account's and region's bootstrap stack (`provisioner bootstrap` deploys it).
+    pub bootstrap: ManifestStack,
     pub findings: Vec<Finding>,
 }
 
@@ -103,12 +105,26 @@ pub fn write_environment(
             parameters: stack.parameters.clone(),
         });
     }
+    let bootstrap = &rendered.bootstrap;
+    let file = format!("{}.yaml", bootstrap.id);
+    let path = dir.join(&file);
+    std::fs::write(&path, &bootstrap.body).map_err(io("write", &path))?;
+    let bootstrap = ManifestStack {
+        id: bootstrap.id.clone(),
+        stack_name: bootstrap.stack_name.clone(),
+        file,
+        sha256: bootstrap.sha256.clone(),
+        bytes: bootstrap.body.len(),
+        depends_on: Vec::new(),
+        parameters: Vec::new(),
+    };
     let manifest = RenderManifest {
         env: rendered.env.clone(),
         provisioner_version: env!("CARGO_PKG_VERSION"),
         config_sha256: rendered.config_sha256.clone(),
         directory: display_dir,
         stacks,
+        bootstrap,
         findings,
     };
     let path = dir.join("manifest.json");

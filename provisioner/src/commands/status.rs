@@ -6,18 +6,25 @@ use std::io::Write;
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, StatusArgs};
-use crate::commands::deploy::{prepare, runtime, stack_specs_without_parameters};
 use crate::deploy::clients::AwsClients;
+use crate::deploy::setup::{prepare, runtime, stack_specs_without_parameters};
 use crate::deploy::status::{self, StackStatus};
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
+use crate::release::deployments::Deployments;
 use crate::render::Renderer;
 
 #[derive(Serialize)]
 struct StatusReport {
     env: String,
+    /// The release the environment runs, from the deployments table (`null` before the
+    /// first deploy, or when the account is not bootstrapped).
+    release: Option<String>,
+    release_since: Option<String>,
+    /// The deploy lock's holder, when a deploy runs.
+    locked_by: Option<String>,
     stacks: Vec<StackStatus>,
     /// Emulated environments only: where the records are.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,9 +44,17 @@ pub fn run(
     };
     let specs = stack_specs_without_parameters(&prepared.rendered);
     let emulated = prepared.env.settings.endpoint_url.clone();
-    let (rows, records, requests) = runtime()?.block_on(async {
+    let deployments_table = prepared.env.names.bootstrap.deployments_table.clone();
+    let env_name = prepared.env.name.clone();
+    let (rows, records, requests, state, lock) = runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;
         let rows = status::read(&clients, &specs).await?;
+        let deployments = Deployments::new(clients.dynamodb.clone(), &deployments_table);
+        let state = deployments.state_if_bootstrapped(&env_name).await?;
+        let lock = match state {
+            Some(_) => deployments.lock(&env_name).await?,
+            None => None,
+        };
         let deployed = rows.iter().any(|row| row.deployed);
         let records = match &emulated {
             Some(url) if deployed => {
@@ -47,19 +62,39 @@ pub fn run(
             }
             _ => None,
         };
-        Ok::<_, Error>((rows, records, clients.requests.summary()))
+        Ok::<_, Error>((rows, records, clients.requests.summary(), state, lock))
     })?;
+    let release = state.as_ref().and_then(|s| s.release.clone());
+    let release_since = state.as_ref().and_then(|s| s.since.clone());
+    let locked_by = lock.map(|holder| holder.describe());
     tracing::info!("AWS API requests: {requests}");
     match format {
         OutputFormat::Json => write_json(
             out,
             &StatusReport {
                 env: prepared.env.name.clone(),
+                release,
+                release_since,
+                locked_by,
                 stacks: rows,
                 records,
             },
         )?,
         OutputFormat::Text => {
+            write_text(
+                out,
+                &match (&release, &release_since) {
+                    (Some(release), since) => format!(
+                        "{} runs release {release} since {}",
+                        prepared.env.name,
+                        since.as_deref().unwrap_or("?")
+                    ),
+                    (None, _) => format!("{} runs no recorded release", prepared.env.name),
+                },
+            )?;
+            if let Some(holder) = &locked_by {
+                write_text(out, &format!("locked: a deploy is running, by {holder}"))?;
+            }
             write_text(out, status::to_text(&rows).trim_end())?;
             if let Some(records) = &records {
                 write_text(out, "")?;

@@ -1,13 +1,14 @@
 //! `provisioner up`: the whole platform on this machine. Starts the emulator unless one
-//! answers already, builds the functions and deploys every stack to it through the
-//! ordinary deploy path, then hosts the functions in the foreground until Ctrl-C.
+//! answers already, bootstraps the emulated account, builds the functions and deploys
+//! every stack to it through the ordinary release path (publish, lock, change sets),
+//! then hosts the functions in the foreground until Ctrl-C.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::cli::{ChangeArgs, DeployArgs, OutputFormat, UpArgs};
+use crate::cli::{BootstrapArgs, ChangeArgs, DeployArgs, OutputFormat, UpArgs};
 use crate::config::model::FunctionHost;
 use crate::config::types::HttpUrl;
 use crate::config::Environment;
@@ -69,15 +70,30 @@ pub fn run(
         state.save(&dir)?;
     }
 
-    // 2. Build and deploy, the same way as to AWS.
+    // 2. Bootstrap the emulated account, then build, publish and deploy the checkout
+    // as a release, the same way as to AWS.
+    let mut report = Vec::new();
+    let bootstrap = BootstrapArgs {
+        env: env.name.clone(),
+        yes: true,
+    };
+    let exit = super::bootstrap::run(project, &bootstrap, OutputFormat::Text, &mut report)?;
+    std::io::stderr().write_all(&report).ok();
+    if exit != Exit::Success {
+        return Ok(exit);
+    }
     let deploy = DeployArgs {
         change: ChangeArgs {
             env: env.name.clone(),
             allow_replace: Vec::new(),
             build: !args.no_build,
             artifacts: args.artifacts.clone(),
+            release: None,
+            allow_dirty: true,
         },
         yes: true,
+        allow_downgrade: false,
+        lock_timeout: Duration::ZERO,
     };
     let mut deploy_report = Vec::new();
     let exit = super::deploy::run(project, &deploy, OutputFormat::Text, &mut deploy_report)?;
@@ -87,7 +103,7 @@ pub fn run(
     }
 
     // 3. The function host, in the foreground.
-    let runtime = super::deploy::runtime()?;
+    let runtime = crate::deploy::setup::runtime()?;
     runtime.block_on(async {
         let options = HostOptions {
             endpoint_url: endpoint.to_string(),

@@ -22,8 +22,42 @@ pub struct Names {
     pub permissions_boundary: String,
     pub signing_secret: String,
     pub signing_parameter: String,
-    pub artifact_bucket: String,
     pub metrics_namespace: String,
+    /// What the bootstrap stack of this account and region holds (shared by every
+    /// environment of the app deployed there).
+    pub bootstrap: BootstrapNames,
+}
+
+/// The bootstrap stack of one app in one account and region: the artifact bucket, the
+/// deployments table and the CloudFormation execution role every change set runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BootstrapNames {
+    /// `{app}-bootstrap`.
+    pub stack: String,
+    /// `{app}-artifacts-{account_id}-{region}`.
+    pub artifact_bucket: String,
+    /// `{app}-deployments`: per environment the deploy lock, the state and the history.
+    pub deployments_table: String,
+    /// `{app}-cfn-execution-{region}` (IAM names are global to the account).
+    pub execution_role: String,
+    /// `arn:aws:iam::{account_id}:role/{execution_role}`.
+    pub execution_role_arn: String,
+    /// `alias/{app}-artifacts`.
+    pub kms_alias: String,
+}
+
+impl BootstrapNames {
+    pub fn new(app: &str, account_id: &str, region: &str) -> Self {
+        let execution_role = format!("{app}-cfn-execution-{region}");
+        Self {
+            stack: format!("{app}-bootstrap"),
+            artifact_bucket: format!("{app}-artifacts-{account_id}-{region}"),
+            deployments_table: format!("{app}-deployments"),
+            execution_role_arn: format!("arn:aws:iam::{account_id}:role/{execution_role}"),
+            execution_role,
+            kms_alias: format!("alias/{app}-artifacts"),
+        }
+    }
 }
 
 /// A name and the limit AWS puts on it, for validation.
@@ -52,7 +86,7 @@ impl Names {
             permissions_boundary: format!("{prefix}-boundary"),
             signing_secret: format!("{prefix}-ingest-signing"),
             signing_parameter: format!("/{app}/{env}/ingest/signing-secret"),
-            artifact_bucket: format!("{prefix}-artifacts-{account_id}-{region}"),
+            bootstrap: BootstrapNames::new(app, account_id, region),
             metrics_namespace: format!("{app}/{env}"),
             prefix,
         }
@@ -97,7 +131,9 @@ impl Names {
             limit("EventBridge rule name", &self.schedule_rule, 64),
             limit("IAM managed policy name", &self.permissions_boundary, 128),
             limit("Secrets Manager secret name", &self.signing_secret, 512),
-            limit("S3 bucket name", &self.artifact_bucket, 63),
+            limit("S3 bucket name", &self.bootstrap.artifact_bucket, 63),
+            limit("IAM role name", &self.bootstrap.execution_role, 64),
+            limit("CloudFormation stack name", &self.bootstrap.stack, 128),
         ];
         for stack in stacks {
             names.push(limit("CloudFormation stack name", &self.stack(stack), 128));
@@ -126,8 +162,13 @@ mod tests {
         );
         assert_eq!(names.export("data", "KeyArn"), "datasync-prod-data-KeyArn");
         assert_eq!(
-            names.artifact_bucket,
-            "datasync-prod-artifacts-456789012345-eu-west-1"
+            names.bootstrap.artifact_bucket,
+            "datasync-artifacts-456789012345-eu-west-1"
+        );
+        assert_eq!(names.bootstrap.stack, "datasync-bootstrap");
+        assert_eq!(
+            names.bootstrap.execution_role_arn,
+            "arn:aws:iam::456789012345:role/datasync-cfn-execution-eu-west-1"
         );
     }
 }

@@ -88,9 +88,11 @@ pub async fn create(
     spec: &StackSpec,
     kind: ChangeSetType,
     release: &str,
+    role_arn: Option<&str>,
 ) -> Result<ChangeSetHandle, DeployError> {
     let output = client
         .create_change_set()
+        .set_role_arn(role_arn.map(str::to_string))
         .stack_name(&spec.stack_name)
         .change_set_name(new_name())
         .change_set_type(kind.clone())
@@ -227,10 +229,12 @@ pub async fn create_stack_like(
     client: &Client,
     spec: &StackSpec,
     release: &str,
+    role_arn: Option<&str>,
     token: &str,
 ) -> Result<String, DeployError> {
     let output = client
         .create_stack()
+        .set_role_arn(role_arn.map(str::to_string))
         .stack_name(&spec.stack_name)
         .template_body(&spec.body)
         .set_parameters(Some(stack_parameters(spec)))
@@ -242,6 +246,34 @@ pub async fn create_stack_like(
         .await
         .map_err(|error| DeployError::aws(format!("CreateStack {}", spec.stack_name), &error))?;
     Ok(output.stack_id().unwrap_or_default().to_string())
+}
+
+/// UpdateStack with the inputs a change set of `spec` would have; for the emulator's
+/// parameter-only updates (see the engine). Returns the stack id.
+pub async fn update_stack_like(
+    client: &Client,
+    spec: &StackSpec,
+    release: &str,
+    role_arn: Option<&str>,
+    token: &str,
+) -> Result<String, DeployError> {
+    let output = client
+        .update_stack()
+        .stack_name(&spec.stack_name)
+        .set_role_arn(role_arn.map(str::to_string))
+        .template_body(&spec.body)
+        .set_parameters(Some(stack_parameters(spec)))
+        .set_tags(Some(stack_tags(spec, release)))
+        .capabilities(Capability::CapabilityIam)
+        .capabilities(Capability::CapabilityNamedIam)
+        .client_request_token(token)
+        .send()
+        .await
+        .map_err(|error| DeployError::aws(format!("UpdateStack {}", spec.stack_name), &error))?;
+    Ok(output
+        .stack_id()
+        .map(str::to_string)
+        .unwrap_or_else(|| spec.stack_name.clone()))
 }
 
 /// Deletes a change set that will not be executed. For a CREATE change set the stack

@@ -28,14 +28,26 @@ pub struct Target {
 pub struct AwsClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub requests: RequestCounter,
 }
 
 impl AwsClients {
     /// Builds clients for `target` from the standard configuration chain.
     pub async fn connect(target: &Target) -> Self {
+        Self::connect_with_profile(target, None).await
+    }
+
+    /// [`connect`](Self::connect) with credentials from a named profile of the shared
+    /// AWS files (`promote --from-profile`), instead of the default chain's choice.
+    pub async fn connect_with_profile(target: &Target, profile: Option<&str>) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(target.region.clone()));
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(url) = &target.endpoint_url {
             loader = loader.endpoint_url(url);
             if !credentials_configured() {
@@ -58,9 +70,27 @@ impl AwsClients {
                 .interceptor(requests.clone())
                 .build(),
         );
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&shared)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&shared)
+                .interceptor(requests.clone())
+                .build(),
+        );
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(&shared)
+                .interceptor(requests.clone())
+                .build(),
+        );
         Self {
             cloudformation,
             s3,
+            dynamodb,
+            sts,
+            cloudwatch,
             requests,
         }
     }

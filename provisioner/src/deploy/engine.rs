@@ -57,6 +57,9 @@ pub struct EngineOptions {
     /// is executed as a CreateStack with the same inputs, because moto only wires up
     /// cross-stack exports and imports for stacks created that way.
     pub emulator: bool,
+    /// The CloudFormation execution role every change set runs with (the bootstrap
+    /// stack's); `None` runs them with the caller's own permissions (bootstrap itself).
+    pub role_arn: Option<String>,
 }
 
 enum Decision {
@@ -121,7 +124,21 @@ pub async fn run(
 ) -> Result<RunOutcome, DeployError> {
     check_dependencies(specs)?;
     let names: Vec<String> = specs.iter().map(|s| s.stack_name.clone()).collect();
-    let mut deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
+    let deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
+    run_on(clients, specs, deployed, options, progress, reviewer).await
+}
+
+/// [`run`] over stacks the caller has already described (one DescribeStacks serves
+/// the caller's own checks and the engine).
+pub async fn run_on(
+    clients: &AwsClients,
+    specs: &[StackSpec],
+    mut deployed: BTreeMap<String, DeployedStack>,
+    options: EngineOptions,
+    progress: Arc<Progress>,
+    reviewer: &mut dyn Reviewer,
+) -> Result<RunOutcome, DeployError> {
+    check_dependencies(specs)?;
     let index: BTreeMap<&str, usize> = specs
         .iter()
         .enumerate()
@@ -325,6 +342,13 @@ async fn process_stack(
     let cfn = &context.clients.cloudformation;
     let progress = &context.progress;
     let mode = context.options.mode;
+    let parameters_differ = current.as_ref().is_some_and(|stack| {
+        stack.is_settled()
+            && spec
+                .parameters
+                .iter()
+                .any(|(k, v)| stack.parameters.get(k) != Some(v))
+    });
     let kind = match &current {
         None => ChangeSetType::Create,
         Some(stack) if stack.status == "REVIEW_IN_PROGRESS" => ChangeSetType::Create,
@@ -374,7 +398,15 @@ async fn process_stack(
         &spec.stack_name,
         &format!("creating {} change set", kind.as_str()),
     );
-    let handle = match changeset::create(cfn, spec, kind.clone(), &context.options.release).await {
+    let handle = match changeset::create(
+        cfn,
+        spec,
+        kind.clone(),
+        &context.options.release,
+        context.options.role_arn.as_deref(),
+    )
+    .await
+    {
         Ok(handle) => handle,
         Err(error) if mode == Mode::Plan && !changed_upstream.is_empty() => {
             pending_upstream(outcome, changed_upstream, &error.to_string());
@@ -391,6 +423,18 @@ async fn process_stack(
     };
     let changes = match state {
         ChangeSetState::Ready(changes) => changes,
+        // moto computes a change set against the parameters a stack was created with,
+        // so one that only changes parameter values comes back empty after an update:
+        // on the emulator, apply such inputs with UpdateStack.
+        ChangeSetState::NoChanges
+            if context.options.emulator
+                && mode == Mode::Deploy
+                && kind == ChangeSetType::Update
+                && parameters_differ =>
+        {
+            changeset::discard(cfn, &handle).await?;
+            return execute_update_directly(context, spec, outcome).await;
+        }
         ChangeSetState::NoChanges => {
             changeset::discard(cfn, &handle).await?;
             outcome.result = StackResult::NoChanges;
@@ -523,6 +567,30 @@ async fn delete_and_wait(
     Ok(())
 }
 
+/// The emulator's path for parameter-only updates: UpdateStack with the same inputs the
+/// change set had, watched to its end like an executed change set.
+async fn execute_update_directly(
+    context: &Context,
+    spec: &StackSpec,
+    outcome: &mut StackOutcome,
+) -> Result<(), DeployError> {
+    let cfn = &context.clients.cloudformation;
+    let token = request_token(&spec.id);
+    let since = SystemTime::now();
+    context
+        .progress
+        .step(&spec.stack_name, "updating the stack's parameters");
+    let stack_id = changeset::update_stack_like(
+        cfn,
+        spec,
+        &context.options.release,
+        context.options.role_arn.as_deref(),
+        &token,
+    )
+    .await?;
+    finish_execution(context, spec, &stack_id, token, since, outcome).await
+}
+
 async fn execute(
     context: &Context,
     spec: &StackSpec,
@@ -538,8 +606,14 @@ async fn execute(
     let created_id;
     let stack_ref = if context.options.emulator && handle.kind == ChangeSetType::Create {
         changeset::discard(cfn, handle).await?;
-        created_id =
-            changeset::create_stack_like(cfn, spec, &context.options.release, &token).await?;
+        created_id = changeset::create_stack_like(
+            cfn,
+            spec,
+            &context.options.release,
+            context.options.role_arn.as_deref(),
+            &token,
+        )
+        .await?;
         created_id.as_str()
     } else {
         changeset::execute(cfn, handle, &token).await?;
@@ -549,6 +623,19 @@ async fn execute(
             handle.stack_id.as_str()
         }
     };
+    let stack_ref = stack_ref.to_string();
+    finish_execution(context, spec, &stack_ref, token, since, outcome).await
+}
+
+async fn finish_execution(
+    context: &Context,
+    spec: &StackSpec,
+    stack_ref: &str,
+    token: String,
+    since: SystemTime,
+    outcome: &mut StackOutcome,
+) -> Result<(), DeployError> {
+    let cfn = &context.clients.cloudformation;
     let mut watcher = EventWatcher::new(stack_ref, Some(token), since);
     let finished = events::wait_for_terminal(
         cfn,

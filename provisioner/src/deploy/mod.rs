@@ -8,6 +8,7 @@
 //! hash, parameters and tags already match is skipped without a change set.
 
 pub mod artifacts;
+pub mod bootstrap;
 pub mod changeset;
 pub mod clients;
 pub mod destroy;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod guard;
 pub mod progress;
 pub mod report;
+pub mod setup;
 pub mod stacks;
 pub mod status;
 

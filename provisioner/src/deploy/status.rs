@@ -71,9 +71,15 @@ pub fn to_text(rows: &[StackStatus]) -> String {
         .max()
         .unwrap_or(5)
         .max(5);
+    let release_width = rows
+        .iter()
+        .filter_map(|r| r.release.as_deref().map(str::len))
+        .max()
+        .unwrap_or(18)
+        .max(18);
     let mut text = format!(
-        "{:<width$}  {:<24}  {:<20}  {:<27}  TEMPLATE\n",
-        "STACK", "STATUS", "RELEASE", "LAST UPDATE"
+        "{:<width$}  {:<24}  {:<release_width$}  {:<27}  TEMPLATE\n",
+        "STACK", "STATUS", "CHANGED BY RELEASE", "LAST UPDATE"
     );
     for row in rows {
         let template = match (row.deployed, row.template_current) {
@@ -82,7 +88,7 @@ pub fn to_text(rows: &[StackStatus]) -> String {
             (true, false) => "differs from this checkout",
         };
         text.push_str(&format!(
-            "{:<width$}  {:<24}  {:<20}  {:<27}  {template}\n",
+            "{:<width$}  {:<24}  {:<release_width$}  {:<27}  {template}\n",
             row.stack_name,
             row.status.as_deref().unwrap_or("NOT DEPLOYED"),
             row.release.as_deref().unwrap_or("-"),

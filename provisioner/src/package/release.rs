@@ -21,6 +21,9 @@ pub struct GitVersion {
     pub revision: Option<String>,
     /// True when tracked or untracked files differ from the commit.
     pub dirty: bool,
+    /// The commit's committer time (seconds since the epoch); orders releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_time: Option<i64>,
 }
 
 impl GitVersion {
@@ -49,7 +52,18 @@ impl GitVersion {
             .success()
             .then(|| String::from_utf8_lossy(&head.stdout).trim().to_string())
             .filter(|rev| !rev.is_empty());
-        Ok(Self { revision, dirty })
+        let commit_time = match &revision {
+            Some(_) => {
+                let log = git(&["log", "-1", "--format=%ct", "HEAD"])?;
+                String::from_utf8_lossy(&log.stdout).trim().parse().ok()
+            }
+            None => None,
+        };
+        Ok(Self {
+            revision,
+            dirty,
+            commit_time,
+        })
     }
 
     /// The release version: the short revision, `-dirty` when the tree has changes
@@ -114,6 +128,7 @@ mod tests {
         let clean = GitVersion {
             revision: Some("0123456789abcdef0123".into()),
             dirty: false,
+            commit_time: None,
         };
         assert_eq!(clean.label(), "0123456789ab");
         let dirty = GitVersion {
@@ -124,6 +139,7 @@ mod tests {
         let unborn = GitVersion {
             revision: None,
             dirty: true,
+            commit_time: None,
         };
         assert_eq!(unborn.label(), "uncommitted-dirty");
     }
@@ -148,6 +164,7 @@ mod tests {
         let clean = GitVersion::read(dir.path()).unwrap();
         assert!(!clean.dirty);
         assert_eq!(clean.revision.as_deref().map(str::len), Some(40));
+        assert!(clean.commit_time.is_some_and(|t| t > 1_600_000_000));
         std::fs::write(dir.path().join("a.txt"), "two").unwrap();
         assert!(GitVersion::read(dir.path()).unwrap().dirty);
     }

@@ -1,6 +1,7 @@
 //! Rendering: one typed context per stack, tera templates from `stacks/`, and the
 //! rendered CloudFormation with its digest, parameters and tags, ready to check and deploy.
 
+pub mod bootstrap;
 pub mod catalog;
 pub mod checks;
 pub mod context;
@@ -97,6 +98,9 @@ pub struct RenderedEnvironment {
     /// sha256 of the resolved configuration (canonical JSON), hex.
     pub config_sha256: String,
     pub stacks: Vec<RenderedStack>,
+    /// The bootstrap stack of the environment's account and region (deployed by
+    /// `provisioner bootstrap`, not by `deploy`).
+    pub bootstrap: RenderedStack,
     /// What the checks found in the rendered templates; empty when they are sound.
     pub findings: Vec<checks::Finding>,
 }
@@ -129,6 +133,12 @@ impl Renderer {
             })?;
             sources.push((stack.template.clone(), text));
         }
+        let path = project.stacks_dir().join(bootstrap::TEMPLATE);
+        let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+            path: project.display_path(&path),
+            source,
+        })?;
+        sources.push((bootstrap::TEMPLATE.to_string(), text));
         tera.add_raw_templates(sources)
             .map_err(|source| RenderError::Parse {
                 file: "stacks/".into(),
@@ -180,7 +190,14 @@ impl Renderer {
                 body: &stack.body,
             })
             .collect();
-        let checked = checks::check_and_describe(&templates);
+        let mut checked = checks::check_and_describe(&templates);
+        let bootstrap = self.render_bootstrap(env)?;
+        let bootstrap_checked = checks::check_and_describe(&[checks::StackTemplate {
+            id: &bootstrap.id,
+            depends_on: &bootstrap.depends_on,
+            body: &bootstrap.body,
+        }]);
+        checked.findings.extend(bootstrap_checked.findings);
         for stack in &mut stacks {
             stack.parameters = checked
                 .parameters
@@ -193,7 +210,34 @@ impl Renderer {
             env: env.name.clone(),
             config_sha256: sha256_hex(&config_json),
             stacks,
+            bootstrap,
             findings: checked.findings,
+        })
+    }
+
+    /// Renders the bootstrap stack of `env`'s account and region.
+    pub fn render_bootstrap(&self, env: &Environment) -> Result<RenderedStack, RenderError> {
+        let context = bootstrap::context(env);
+        let template = bootstrap::TEMPLATE;
+        let error = |source| RenderError::Template {
+            file: format!("stacks/{template}"),
+            env: env.name.clone(),
+            source,
+        };
+        let tera_context = tera::Context::from_serialize(&context).map_err(error)?;
+        let body = self.tera.render(template, &tera_context).map_err(error)?;
+        Ok(RenderedStack {
+            id: bootstrap::STACK_ID.to_string(),
+            stack_name: context.names.stack.clone(),
+            depends_on: Vec::new(),
+            sha256: sha256_hex(body.as_bytes()),
+            parameters: Vec::new(),
+            tags: context
+                .tags
+                .iter()
+                .map(|t| (t.key.clone(), t.value.clone()))
+                .collect(),
+            body,
         })
     }
 

@@ -12,12 +12,12 @@ use provisioner::package::archive::zip_bootstrap;
 use provisioner::package::index::{Artifact, ArtifactIndex};
 use serde_json::Value;
 
-struct Run {
-    exit: Exit,
-    stdout: String,
+pub(crate) struct Run {
+    pub exit: Exit,
+    pub stdout: String,
 }
 
-fn provisioner(fixture: &Fixture, args: &[&str]) -> Run {
+pub(crate) fn provisioner(fixture: &Fixture, args: &[&str]) -> Run {
     let root = fixture.root().display().to_string();
     let mut argv = vec!["provisioner", "--root", root.as_str()];
     argv.extend_from_slice(args);
@@ -33,12 +33,12 @@ fn provisioner(fixture: &Fixture, args: &[&str]) -> Run {
     }
 }
 
-fn json(run: &Run) -> Value {
+pub(crate) fn json(run: &Run) -> Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|error| panic!("not JSON ({error}): {}", run.stdout))
 }
 
-fn results(report: &Value) -> Vec<(String, String)> {
+pub(crate) fn results(report: &Value) -> Vec<(String, String)> {
     report["stacks"]
         .as_array()
         .expect("stacks")
@@ -54,7 +54,7 @@ fn results(report: &Value) -> Vec<(String, String)> {
 
 /// A copy of the repository pointing `local` at `endpoint`, with packaged stand-in
 /// functions and a git repository (the release version comes from git).
-fn local_fixture(endpoint: &str) -> Fixture {
+pub(crate) fn local_fixture(endpoint: &str) -> Fixture {
     let fixture = Fixture::new();
     let local = fixture.read("environments/local.yaml");
     let local = local
@@ -99,8 +99,9 @@ fn local_fixture(endpoint: &str) -> Fixture {
             .expect("git");
         assert!(status.success(), "git {args:?}");
     };
+    std::fs::write(fixture.root().join(".gitignore"), "build/\n").expect(".gitignore");
     git(&["init", "-q"]);
-    git(&["add", "environments", "stacks", "functions"]);
+    git(&["add", ".gitignore", "environments", "stacks", "functions"]);
     git(&["commit", "-q", "-m", "fixture"]);
     fixture
 }
@@ -111,6 +112,8 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
     let moto = emulator::MotoServer::start().expect("moto starts");
     let fixture = local_fixture(&moto.endpoint_url());
 
+    let bootstrap = provisioner(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    assert_eq!(bootstrap.exit, Exit::Success, "{}", bootstrap.stdout);
     let first = provisioner(
         &fixture,
         &["--output", "json", "deploy", "--env", "local", "--yes"],
@@ -118,12 +121,13 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
     let report = json(&first);
     assert_eq!(first.exit, Exit::Success, "{}", first.stdout);
     assert_eq!(report["result"], "deployed");
-    assert_eq!(report["bucket_created"], true);
-    assert!(report["artifacts"]
-        .as_array()
-        .expect("artifacts")
-        .iter()
-        .all(|a| a["uploaded"] == true));
+    assert_eq!(report["published"]["created"], true);
+    assert_eq!(
+        report["published"]["uploaded"].as_array().map(Vec::len),
+        Some(3),
+        "every zip uploaded: {}",
+        first.stdout
+    );
     let ids: Vec<String> = results(&report).into_iter().map(|(id, _)| id).collect();
     assert_eq!(
         ids,
@@ -151,11 +155,11 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
         "{}",
         again.stdout
     );
-    assert!(report["artifacts"]
-        .as_array()
-        .expect("artifacts")
-        .iter()
-        .all(|a| a["uploaded"] == false));
+    assert_eq!(
+        report["published"]["created"], false,
+        "the same release again is not published twice: {}",
+        again.stdout
+    );
 
     let plan = provisioner(&fixture, &["plan", "--env", "local", "--detailed-exitcode"]);
     assert_eq!(plan.exit, Exit::Success, "no changes: {}", plan.stdout);
@@ -205,7 +209,11 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
         status.stdout
     );
     let text = provisioner(&fixture, &["status", "--env", "local"]);
-    assert!(text.stdout.starts_with("STACK"), "{}", text.stdout);
+    assert!(
+        text.stdout.starts_with("local runs release ") && text.stdout.contains("\nSTACK"),
+        "{}",
+        text.stdout
+    );
     assert!(
         text.stdout.contains("datasync-local-network"),
         "{}",

@@ -64,6 +64,7 @@ fn options(allow: &[&str]) -> EngineOptions {
             timeout: Duration::from_secs(10),
         },
         emulator: false,
+        role_arn: None,
     }
 }
 
@@ -164,9 +165,27 @@ fn clients(rules: &[&Rule]) -> AwsClients {
         .interceptor(counter.clone()));
     let no_rules: [&Rule; 0] = [];
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &no_rules);
+    let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &no_rules);
+    // Never called by these tests: real clients with no endpoint to reach.
+    let region = aws_sdk_dynamodb::config::Region::new("eu-west-1");
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version_latest()
+            .region(region.clone())
+            .build(),
+    );
+    let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::Config::builder()
+            .behavior_version_latest()
+            .region(region)
+            .build(),
+    );
     AwsClients {
         cloudformation,
         s3,
+        dynamodb,
+        sts,
+        cloudwatch,
         requests,
     }
 }

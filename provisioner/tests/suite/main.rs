@@ -14,5 +14,6 @@ mod deploy_moto;
 mod package_glibc;
 mod package_release;
 mod package_zip;
+mod releases;
 mod render_output;
 mod render_snapshots;

@@ -36,6 +36,8 @@ fn every_stack_of_every_environment_matches_its_snapshot_and_passes_the_checks()
             );
             let findings = &rendered.findings;
             assert!(findings.is_empty(), "{name}: {findings:#?}");
+            let bootstrap = &rendered.bootstrap;
+            insta::assert_snapshot!(format!("{name}__{}", bootstrap.id), bootstrap.body);
             for stack in &rendered.stacks {
                 insta::assert_snapshot!(format!("{name}__{}", stack.id), stack.body);
             }
