@@ -26,6 +26,12 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// `METRICS_NAMESPACE` (default `datasync/local`).
     pub metrics_namespace: String,
+    /// `MAX_VERSION_AHEAD_SECONDS` (default 300): how far in the future a timestamp
+    /// version may lie (clock differences between the source and AWS).
+    pub max_version_ahead_seconds: i64,
+    /// `SIGNING_SECRET_TTL_SECONDS` (default 300): how long the signing keys are used
+    /// before the secret is read again (a rotated key is picked up within this time).
+    pub secret_ttl_seconds: u64,
 }
 
 /// Default of `MAX_RECORDS_PER_REQUEST`.
@@ -69,6 +75,16 @@ impl IngestConfig {
                 )?
                 .max(1),
             metrics_namespace: env.or("METRICS_NAMESPACE", "datasync/local"),
+            max_version_ahead_seconds: env.number(
+                "MAX_VERSION_AHEAD_SECONDS",
+                300,
+                "a number of seconds",
+            )?,
+            secret_ttl_seconds: env.number(
+                "SIGNING_SECRET_TTL_SECONDS",
+                300,
+                "a number of seconds",
+            )?,
         })
     }
 }

@@ -14,7 +14,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use sync_core::envelope::{QueueMessage, MESSAGE_FORMAT};
 use sync_core::metrics::{names, Metrics};
 use sync_core::signature::{self, SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use sync_core::{normalize_record, Mappings};
+use sync_core::{future_version_error, normalize_record, Mappings};
 use tracing::{info, warn};
 
 pub use config::IngestConfig;
@@ -90,12 +90,14 @@ async fn handle(
         return response;
     }
     let Some(mapping) = ingest.mappings.get(&source) else {
-        let known = ingest.mappings.sources().join(", ");
-        let message = format!(
-            "unknown source `{}`; known sources: {known}",
-            truncate(&source, 64)
+        // The caller is not authenticated yet: the answer names no configured source.
+        warn!(source = %truncate(&source, 64), "request refused: unknown source");
+        return response::error(
+            404,
+            "unknown_source",
+            "no such source; records are posted to POST /integrations/{source}/records with a source you were given",
+            correlation_id,
         );
-        return response::error(404, "unknown_source", &message, correlation_id);
     };
     let body = match request::body_bytes(request) {
         Ok(body) => body,
@@ -111,7 +113,7 @@ async fn handle(
             AuthFailure::Refused(error) => {
                 warn!(source = %source, reason = %error, "request refused: signature");
                 metrics.count_by_source(names::REQUESTS_UNAUTHORIZED, &source, 1);
-                response::error(401, "unauthorized", &error.to_string(), correlation_id)
+                response::error(401, "unauthorized", &error.caller_message(), correlation_id)
             }
             AuthFailure::SecretUnavailable(message) => {
                 tracing::error!(error = %message, "signing secret unavailable");
@@ -161,7 +163,18 @@ async fn handle(
     let mut outgoing = Vec::new();
     let mut external_ids = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
-        match normalize_record(mapping, &record) {
+        let normalized = normalize_record(mapping, &record).and_then(|canonical| {
+            match future_version_error(
+                mapping,
+                &canonical,
+                now,
+                ingest.config.max_version_ahead_seconds,
+            ) {
+                Some(error) => Err(vec![error]),
+                None => Ok(canonical),
+            }
+        });
+        match normalized {
             Ok(canonical) => {
                 external_ids.push(Some(canonical.external_id.clone()));
                 let message = QueueMessage {
@@ -257,9 +270,9 @@ async fn authenticate(
         .keys()
         .await
         .map_err(|e| AuthFailure::SecretUnavailable(e.to_string()))?;
-    let key = keys.key_for(source).map_err(AuthFailure::Refused)?;
-    signature::verify(
-        key,
+    let active = keys.keys_for(source).map_err(AuthFailure::Refused)?;
+    signature::verify_any(
+        active,
         request::header(request, TIMESTAMP_HEADER),
         request::header(request, SIGNATURE_HEADER),
         body,

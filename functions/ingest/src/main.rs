@@ -24,9 +24,10 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env(&Env::new(&process_env))?;
     let mappings = Mappings::builtin()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let secret = SigningSecret::new(
+    let secret = SigningSecret::with_ttl(
         SecretStore::new(config.secret_store, &sdk),
         config.secret_name.clone(),
+        std::time::Duration::from_secs(config.secret_ttl_seconds),
     );
     let ingest = Arc::new(Ingest {
         sqs: aws_sdk_sqs::Client::new(&sdk),

@@ -1,9 +1,13 @@
-//! The signing secret: read from Secrets Manager or SSM once per cold start (started in
-//! the background when the function starts, awaited by the first request that needs it,
-//! read again only if that read failed).
+//! The signing secret: read from Secrets Manager or SSM (the first read starts in the
+//! background when the function starts and is awaited by the first request that needs
+//! it), then read again once its time to live has passed, so a rotated key is picked up
+//! without a restart. A failed re-read keeps the keys read before.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sync_core::signature::SigningKeys;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::config::SecretStoreKind;
 
@@ -89,34 +93,65 @@ impl SecretStore {
     }
 }
 
-/// The signing keys, read at most once successfully.
+/// The signing keys, cached for a time to live.
 #[derive(Debug)]
 pub struct SigningSecret {
     store: SecretStore,
     name: String,
-    keys: OnceCell<SigningKeys>,
+    ttl: Duration,
+    cached: Mutex<Option<(Instant, Arc<SigningKeys>)>>,
 }
 
+/// Default time to live of the cached keys.
+pub const DEFAULT_SECRET_TTL: Duration = Duration::from_secs(300);
+
 impl SigningSecret {
-    /// Keys to be read from `name` in `store`.
+    /// Keys to be read from `name` in `store`, kept for [`DEFAULT_SECRET_TTL`].
     pub fn new(store: SecretStore, name: impl Into<String>) -> Self {
+        Self::with_ttl(store, name, DEFAULT_SECRET_TTL)
+    }
+
+    /// Keys to be read from `name` in `store`, kept for `ttl`.
+    pub fn with_ttl(store: SecretStore, name: impl Into<String>, ttl: Duration) -> Self {
         Self {
             store,
             name: name.into(),
-            keys: OnceCell::new(),
+            ttl,
+            cached: Mutex::new(None),
         }
     }
 
-    /// The keys, reading them on first use.
-    pub async fn keys(&self) -> Result<&SigningKeys, SecretError> {
-        self.keys
-            .get_or_try_init(|| async {
-                let value = self.store.read(&self.name).await?;
-                SigningKeys::parse(&value).map_err(|source| SecretError::Unusable {
-                    name: self.name.clone(),
-                    source,
-                })
+    /// The keys: cached ones while fresh, else read again. When a re-read fails, the keys
+    /// read before are kept (the store being briefly unreachable must not lock every
+    /// source out); only without any keys is the error returned.
+    pub async fn keys(&self) -> Result<Arc<SigningKeys>, SecretError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((read_at, keys)) = cached.as_ref() {
+            if read_at.elapsed() < self.ttl {
+                return Ok(Arc::clone(keys));
+            }
+        }
+        let read = async {
+            let value = self.store.read(&self.name).await?;
+            SigningKeys::parse(&value).map_err(|source| SecretError::Unusable {
+                name: self.name.clone(),
+                source,
             })
-            .await
+        }
+        .await;
+        match (read, cached.as_mut()) {
+            (Ok(keys), _) => {
+                let keys = Arc::new(keys);
+                *cached = Some((Instant::now(), Arc::clone(&keys)));
+                Ok(keys)
+            }
+            (Err(error), Some((read_at, keys))) => {
+                tracing::warn!(error = %error, "could not read the signing secret again; keeping the keys read before");
+                // Try again after a short pause rather than on every request.
+                *read_at = Instant::now() - self.ttl + self.ttl.min(Duration::from_secs(10));
+                Ok(Arc::clone(keys))
+            }
+            (Err(error), None) => Err(error),
+        }
     }
 }

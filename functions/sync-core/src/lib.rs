@@ -24,4 +24,6 @@ pub mod signature;
 pub mod store;
 
 pub use mapping::{Mapping, MappingError, Mappings};
-pub use record::{normalize_record, CanonicalRecord, FieldError, FieldErrorCode, Operation};
+pub use record::{
+    future_version_error, normalize_record, CanonicalRecord, FieldError, FieldErrorCode, Operation,
+};

@@ -102,7 +102,9 @@ pub fn email(pointer: &str, value: Option<&Value>) -> Result<Normalized, FieldEr
 }
 
 /// A phone number in E.164 where it parses as a valid number (numbers without a country
-/// code are read in `region`); otherwise the raw value is kept aside.
+/// code are read in `region`; a number given with its own `+` or `00` country code is read
+/// with that country's rules only, never the default region's, whose national prefix
+/// would otherwise be stripped from it); otherwise the raw value is kept aside.
 pub fn phone(
     pointer: &str,
     value: Option<&Value>,
@@ -111,7 +113,17 @@ pub fn phone(
     let Some(text) = trimmed(pointer, value)? else {
         return Ok(Normalized::Absent);
     };
-    match phonenumber::parse(region, text.as_ref()) {
+    let international = text.starts_with('+') || text.starts_with("00");
+    let region = if international { None } else { region };
+    let digits_from_00;
+    let text_to_parse = match text.strip_prefix("00") {
+        Some(rest) => {
+            digits_from_00 = format!("+{rest}");
+            digits_from_00.as_str()
+        }
+        None => text.as_ref(),
+    };
+    match phonenumber::parse(region, text_to_parse) {
         Ok(number) if phonenumber::is_valid(&number) => Ok(Normalized::Value(Value::String(
             number.format().mode(phonenumber::Mode::E164).to_string(),
         ))),
@@ -283,6 +295,24 @@ mod tests {
         assert_eq!(value(normalized), json!("+14155552671"));
         let normalized = phone("/phone", Some(&json!("+44 20 7946 0958")), us).unwrap();
         assert_eq!(value(normalized), json!("+442079460958"));
+    }
+
+    #[test]
+    fn a_number_with_its_own_country_code_keeps_it_whatever_the_default_region() {
+        // National parts starting with 1: a Paris landline, a German mobile, a Belgian
+        // (Leuven) landline, a Dutch (Leiden) landline, read with a US default region,
+        // whose national prefix is 1.
+        let us = Some(phonenumber::country::Id::US);
+        for (given, e164) in [
+            ("+33 1 42 68 53 00", "+33142685300"),
+            ("+49 151 23456789", "+4915123456789"),
+            ("+32 16 31 03 11", "+3216310311"),
+            ("+31 71 527 2727", "+31715272727"),
+            ("0033 1 42 68 53 00", "+33142685300"),
+        ] {
+            let normalized = phone("/phone", Some(&json!(given)), us).unwrap();
+            assert_eq!(normalized, Normalized::Value(json!(e164)), "{given}");
+        }
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub enum FieldErrorCode {
     InvalidTimestamp,
     /// Not a usable version.
     InvalidVersion,
+    /// A timestamp version further in the future than the tolerance allows.
+    FutureVersion,
     /// Not one of the values the mapping knows.
     UnknownValue,
 }
@@ -100,6 +102,35 @@ impl FieldError {
 /// `/properties/email` -> `properties.email`.
 pub fn dotted(pointer: &str) -> String {
     pointer.trim_start_matches('/').replace('/', ".")
+}
+
+/// Refuses a record whose timestamp version lies more than `tolerance_seconds` after `now`
+/// (Unix seconds). Such a version would win against every later correction and delete of
+/// the record, freezing it. Integer versions carry no time and are not checked.
+pub fn future_version_error(
+    mapping: &Mapping,
+    record: &CanonicalRecord,
+    now: i64,
+    tolerance_seconds: i64,
+) -> Option<FieldError> {
+    if mapping.source_version.kind != VersionKind::Timestamp {
+        return None;
+    }
+    let limit_micros = now
+        .saturating_add(tolerance_seconds)
+        .saturating_mul(1_000_000);
+    let limit = u64::try_from(limit_micros).unwrap_or(0);
+    (record.source_version > limit).then(|| {
+        let pointer = &mapping.source_version.from;
+        FieldError::new(
+            pointer,
+            FieldErrorCode::FutureVersion,
+            format!(
+                "`{}` lies more than {tolerance_seconds} s in the future; send the time the record was last changed",
+                dotted(pointer)
+            ),
+        )
+    })
 }
 
 /// Normalizes a source record into the canonical record, or lists every field that is

@@ -1,6 +1,8 @@
 //! Request signatures: HMAC-SHA256 over `"{timestamp}.{body}"` with the source's signing
 //! key, sent as `X-Sync-Signature: sha256=<hex>` with `X-Sync-Timestamp: <unix seconds>`.
-//! Verification is constant-time and refuses timestamps more than five minutes away.
+//! Verification is constant-time, tries every active key of the source (two during a
+//! rotation) and refuses timestamps more than five minutes away, whatever their value
+//! (no overflow). Error texts say what to fix without revealing configuration.
 
 use std::collections::BTreeMap;
 
@@ -33,18 +35,31 @@ pub enum SignatureError {
     /// The signature is not `sha256=` and 64 hex digits.
     #[error("X-Sync-Signature must be `sha256=` followed by 64 hex digits")]
     MalformedSignature,
-    /// The timestamp is too old or too far ahead.
-    #[error("X-Sync-Timestamp is {skew_seconds} s away from the server's clock; at most {MAX_CLOCK_SKEW_SECONDS} s is accepted (sign each request when sending it)")]
+    /// The timestamp is too old or too far ahead. The text does not tell the caller the
+    /// server's clock.
+    #[error("X-Sync-Timestamp is more than {MAX_CLOCK_SKEW_SECONDS} s away from the current time (sign each request when sending it)")]
     Expired {
-        /// Signed time minus now, in seconds.
+        /// Signed time minus now, in seconds (saturated), for the logs only.
         skew_seconds: i64,
     },
     /// The signature does not match.
     #[error("X-Sync-Signature does not match the body; sign \"{{timestamp}}.{{body}}\" with the source's signing key")]
     Mismatch,
-    /// No key is configured for this source.
+    /// No key is configured for this source (for operators; see
+    /// [`SignatureError::caller_message`] for what a caller is told).
     #[error("no signing key is configured for source `{0}`")]
     NoKeyForSource(String),
+}
+
+impl SignatureError {
+    /// What an unauthenticated caller is told: a missing key reads as a mismatch, so the
+    /// answer does not reveal which sources have keys.
+    pub fn caller_message(&self) -> String {
+        match self {
+            SignatureError::NoKeyForSource(_) => SignatureError::Mismatch.to_string(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Signs `body` at `timestamp`: the value of `X-Sync-Signature`.
@@ -68,9 +83,21 @@ fn mac(key: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
     mac
 }
 
-/// Verifies a request's headers against `body` at time `now` (Unix seconds).
+/// Verifies a request's headers against `body` at time `now` (Unix seconds) with `key`.
 pub fn verify(
     key: &[u8],
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
+    verify_any(&[key.to_vec()], timestamp, signature, body, now)
+}
+
+/// Verifies a request's headers against `body` at time `now` (Unix seconds): it is
+/// accepted if any of `keys` (the active keys of its source) signed it.
+pub fn verify_any(
+    keys: &[Vec<u8>],
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
@@ -92,24 +119,35 @@ pub fn verify(
         .filter(|hex| hex.len() == 64)
         .and_then(|hex| hex::decode(hex).ok())
         .ok_or(SignatureError::MalformedSignature)?;
-    let skew_seconds = signed_at.saturating_sub(now);
-    if skew_seconds.abs() > MAX_CLOCK_SKEW_SECONDS {
-        return Err(SignatureError::Expired { skew_seconds });
+    if signed_at.abs_diff(now) > MAX_CLOCK_SKEW_SECONDS.unsigned_abs() {
+        return Err(SignatureError::Expired {
+            skew_seconds: signed_at.saturating_sub(now),
+        });
     }
-    // verify_slice compares in constant time.
-    mac(key, timestamp, body)
-        .verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    // verify_slice compares in constant time; every key is tried, so the time taken does
+    // not tell which one matched.
+    let mut matched = false;
+    for key in keys {
+        matched |= mac(key, timestamp, body).verify_slice(&expected).is_ok();
+    }
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
-/// The signing keys, from the secret's value: a plain string (one key for every source)
-/// or a JSON object `{"hris": "...", "crm": "..."}` (one key per source).
+/// The signing keys, from the secret's value: a plain string (one key for every source),
+/// a JSON array of strings (keys for every source, during a rotation), or a JSON object
+/// whose values are a key or an array of keys per source
+/// (`{"hris": ["new", "old"], "crm": "..."}`). The first key listed is the one to sign
+/// with; every key listed is accepted.
 #[derive(Clone)]
 pub enum SigningKeys {
-    /// One key for every source.
-    Shared(Vec<u8>),
-    /// One key per source; a source not listed has none.
-    PerSource(BTreeMap<String, Vec<u8>>),
+    /// Keys for every source.
+    Shared(Vec<Vec<u8>>),
+    /// Keys per source; a source not listed has none.
+    PerSource(BTreeMap<String, Vec<Vec<u8>>>),
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -135,9 +173,29 @@ pub enum SigningKeysError {
         "the signing secret is empty; store a random string or a JSON object of per-source keys"
     )]
     Empty,
-    /// A JSON object with a non-string or empty value.
-    #[error("the signing secret is a JSON object but the key for `{0}` is not a non-empty string")]
+    /// A JSON object with a value that is not a non-empty string or array of them.
+    #[error("the signing secret is a JSON object but the key for `{0}` is not a non-empty string or array of non-empty strings")]
     BadSourceKey(String),
+    /// A JSON array that is empty or holds something other than non-empty strings.
+    #[error("the signing secret is a JSON array but not of non-empty strings")]
+    BadKeyList,
+}
+
+/// The keys of a JSON string or array of strings; `None` when it is neither or holds an
+/// empty one.
+fn key_list(value: &serde_json::Value) -> Option<Vec<Vec<u8>>> {
+    match value {
+        serde_json::Value::String(key) if !key.is_empty() => Some(vec![key.as_bytes().to_vec()]),
+        serde_json::Value::Array(keys) if !keys.is_empty() => keys
+            .iter()
+            .map(|key| {
+                key.as_str()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| k.as_bytes().to_vec())
+            })
+            .collect(),
+        _ => None,
+    }
 }
 
 impl SigningKeys {
@@ -151,26 +209,42 @@ impl SigningKeys {
             if let Ok(serde_json::Value::Object(object)) = serde_json::from_str(trimmed) {
                 let mut keys = BTreeMap::new();
                 for (source, key) in object {
-                    match key.as_str().filter(|k| !k.is_empty()) {
-                        Some(key) => keys.insert(source, key.as_bytes().to_vec()),
+                    match key_list(&key) {
+                        Some(list) => keys.insert(source, list),
                         None => return Err(SigningKeysError::BadSourceKey(source)),
                     };
                 }
                 return Ok(SigningKeys::PerSource(keys));
             }
         }
-        Ok(SigningKeys::Shared(trimmed.as_bytes().to_vec()))
+        if trimmed.starts_with('[') {
+            if let Ok(list @ serde_json::Value::Array(_)) = serde_json::from_str(trimmed) {
+                return key_list(&list)
+                    .map(SigningKeys::Shared)
+                    .ok_or(SigningKeysError::BadKeyList);
+            }
+        }
+        Ok(SigningKeys::Shared(vec![trimmed.as_bytes().to_vec()]))
     }
 
-    /// The key for `source`.
+    /// Every active key of `source` (never empty).
+    pub fn keys_for(&self, source: &str) -> Result<&[Vec<u8>], SignatureError> {
+        let keys = match self {
+            SigningKeys::Shared(keys) => Some(keys),
+            SigningKeys::PerSource(keys) => keys.get(source),
+        };
+        keys.filter(|keys| !keys.is_empty())
+            .map(Vec::as_slice)
+            .ok_or_else(|| SignatureError::NoKeyForSource(source.to_string()))
+    }
+
+    /// The key to sign with for `source`: the first one listed.
     pub fn key_for(&self, source: &str) -> Result<&[u8], SignatureError> {
-        match self {
-            SigningKeys::Shared(key) => Ok(key),
-            SigningKeys::PerSource(keys) => keys
-                .get(source)
+        self.keys_for(source).and_then(|keys| {
+            keys.first()
                 .map(Vec::as_slice)
-                .ok_or_else(|| SignatureError::NoKeyForSource(source.to_string())),
-        }
+                .ok_or(SignatureError::Mismatch)
+        })
     }
 }
 
@@ -257,6 +331,70 @@ mod tests {
         let edge = NOW - 300;
         let signature = sign(b"k", edge, b"{}");
         assert!(verify(b"k", Some(&edge.to_string()), Some(&signature), b"{}", NOW).is_ok());
+    }
+
+    #[test]
+    fn the_most_negative_timestamp_is_refused_without_overflow() {
+        let signature = sign(b"k", i64::MIN, b"{}");
+        assert!(matches!(
+            verify(
+                b"k",
+                Some(&i64::MIN.to_string()),
+                Some(&signature),
+                b"{}",
+                NOW
+            ),
+            Err(SignatureError::Expired { .. })
+        ));
+        let signature = sign(b"k", i64::MAX, b"{}");
+        assert!(matches!(
+            verify(
+                b"k",
+                Some(&i64::MAX.to_string()),
+                Some(&signature),
+                b"{}",
+                -NOW
+            ),
+            Err(SignatureError::Expired { .. })
+        ));
+    }
+
+    #[test]
+    fn during_a_rotation_both_keys_verify() {
+        let keys = SigningKeys::parse(r#"{"hris": ["new-key", "old-key"], "crm": "c"}"#).unwrap();
+        let active = keys.keys_for("hris").unwrap();
+        for key in [b"new-key".as_slice(), b"old-key"] {
+            let signature = sign(key, NOW, b"{}");
+            assert_eq!(
+                verify_any(active, Some(&NOW.to_string()), Some(&signature), b"{}", NOW),
+                Ok(())
+            );
+        }
+        let signature = sign(b"retired", NOW, b"{}");
+        assert_eq!(
+            verify_any(active, Some(&NOW.to_string()), Some(&signature), b"{}", NOW),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(keys.key_for("hris").unwrap(), b"new-key");
+        let shared = SigningKeys::parse(r#"["a", "b"]"#).unwrap();
+        assert_eq!(shared.keys_for("crm").unwrap().len(), 2);
+        assert_eq!(
+            SigningKeys::parse("[]").map(|_| ()),
+            Err(SigningKeysError::BadKeyList)
+        );
+    }
+
+    #[test]
+    fn errors_reveal_neither_the_clock_nor_the_configured_sources() {
+        let expired = SignatureError::Expired {
+            skew_seconds: -1234,
+        }
+        .to_string();
+        assert!(!expired.contains("1234"), "{expired}");
+        assert_eq!(
+            SignatureError::NoKeyForSource("erp".into()).caller_message(),
+            SignatureError::Mismatch.to_string()
+        );
     }
 
     #[test]

@@ -253,9 +253,14 @@ async fn process_readable(
                 now,
             ) {
                 ClaimRefusal::Duplicate => MessageOutcome::Duplicate,
-                ClaimRefusal::HeldElsewhere => MessageOutcome::Retry(
-                    "another invocation holds this record's lease".to_string(),
-                ),
+                ClaimRefusal::HeldElsewhere => {
+                    // Most often a repeat of the record being processed elsewhere: it is
+                    // settled as a duplicate soon, so look again after the first backoff.
+                    stats.retry_in = Some(config.backoff.base);
+                    MessageOutcome::Retry(
+                        "another invocation holds this record's lease".to_string(),
+                    )
+                }
                 ClaimRefusal::NotYetDue(at) => {
                     stats.retry_in = Some(std::time::Duration::from_secs(
                         u64::try_from(at.saturating_sub(now)).unwrap_or(0),

@@ -67,6 +67,8 @@ async fn ingest_on_new_queue() -> Ingest {
             max_records_per_request: 500,
             max_body_bytes: 1024 * 1024,
             metrics_namespace: "datasync/test".into(),
+            max_version_ahead_seconds: 300,
+            secret_ttl_seconds: 300,
         },
     }
 }

@@ -18,6 +18,7 @@ pub const KEY: &str = "test-signing-key";
 pub struct Setup {
     pub ingest: Ingest,
     pub queue_url: String,
+    pub secret_name: String,
 }
 
 pub async fn setup_with(
@@ -67,14 +68,20 @@ pub async fn setup_with(
         max_records_per_request: max_records,
         max_body_bytes: max_body,
         metrics_namespace: "datasync/test".into(),
+        max_version_ahead_seconds: 300,
+        secret_ttl_seconds: 300,
     };
     let ingest = Ingest {
         sqs,
-        secret: SigningSecret::new(SecretStore::new(store, &sdk), secret_name),
+        secret: SigningSecret::new(SecretStore::new(store, &sdk), secret_name.clone()),
         mappings: Mappings::builtin().unwrap(),
         config,
     };
-    Setup { ingest, queue_url }
+    Setup {
+        ingest,
+        queue_url,
+        secret_name,
+    }
 }
 
 pub async fn setup() -> Setup {
