@@ -80,6 +80,9 @@ pub enum Command {
     /// together), or the one `--to` names, through the ordinary deploy path; recorded
     /// in the history as a rollback.
     Rollback(RollbackArgs),
+    /// Send one signed synthetic record through the deployed pipeline, time each hop
+    /// (ingest, worker and records table, downstream where observable), and remove it.
+    Probe(ProbeArgs),
     /// An environment's deployment history: every deploy attempt, promotion and broken
     /// lock, newest first.
     History(HistoryArgs),
@@ -183,6 +186,23 @@ pub enum ReleaseCommand {
     List(ReleaseEnvArgs),
     /// Show one published release's manifest.
     Show(ReleaseShowArgs),
+    /// Tag the releases no environment runs or ran among its last `--keep` as
+    /// expirable, so the bucket's lifecycle rule removes them.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Environment whose artifact bucket to prune (every environment sharing the
+    /// bucket keeps its releases).
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Releases of each environment's history to keep.
+    #[arg(long, default_value_t = 10)]
+    pub keep: usize,
+    /// Only say what would be tagged.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +303,12 @@ pub struct PromoteArgs {
     /// The release must have run in the source at least this long (e.g. 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub soak: Duration,
+    /// Probe the source first and refuse when the probe fails.
+    #[arg(long)]
+    pub probe: bool,
+    /// With --probe: give up on a hop of the probe after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub probe_timeout: Duration,
     /// AWS profile whose credentials read the source environment (default: the same
     /// credentials as the target).
     #[arg(long, value_name = "PROFILE")]
@@ -316,6 +342,16 @@ pub struct RollbackArgs {
     /// Wait this long for another deploy's lock.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Environment to probe.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Give up on a hop after this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]

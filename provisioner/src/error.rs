@@ -93,6 +93,47 @@ impl Error {
     }
 }
 
+/// The JSON document of a failure (`--output json`): what kind, what happened, the fix
+/// and the exit code, so CI reads failures from stdout as it reads results.
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorDocument {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ErrorBody {
+    /// `failed`, or the guard that refused (`locked`, `wrong-account`, ...).
+    pub kind: &'static str,
+    pub message: String,
+    pub fix: Option<String>,
+    pub exit_code: u8,
+}
+
+impl Error {
+    pub fn document(&self) -> ErrorDocument {
+        let mut message = report(self);
+        if let Some(rest) = message.strip_prefix("error: ") {
+            message = rest.to_string();
+        }
+        let message = message
+            .split("\n  help: ")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ErrorDocument {
+            error: ErrorBody {
+                kind: match self {
+                    Error::Refused { refusal, .. } => refusal.as_str(),
+                    _ => "failed",
+                },
+                message,
+                fix: self.help(),
+                exit_code: self.exit() as u8,
+            },
+        }
+    }
+}
+
 /// Formats an error with its whole cause chain and its help, for stderr.
 pub fn report(error: &Error) -> String {
     let mut text = format!("error: {error}");

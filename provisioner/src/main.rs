@@ -8,11 +8,15 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = provisioner::cli::Cli::parse();
     provisioner::logging::init(cli.global.verbose);
+    let format = cli.global.output;
     let mut stdout = std::io::stdout().lock();
     match provisioner::run(cli, &mut stdout) {
         Ok(code) => code.into(),
         Err(error) => {
             eprintln!("{}", provisioner::error::report(&error));
+            if format == provisioner::cli::OutputFormat::Json {
+                let _ = provisioner::output::write_json(&mut stdout, &error.document());
+            }
             error.exit().into()
         }
     }

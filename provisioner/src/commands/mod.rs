@@ -10,6 +10,7 @@ pub mod history;
 pub mod lint;
 pub mod local;
 pub mod plan;
+pub mod probe;
 pub mod promote;
 pub mod release;
 pub mod render;

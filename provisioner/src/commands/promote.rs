@@ -24,6 +24,8 @@ pub fn run(
         release: args.release.as_deref().map(ReleaseId::parse).transpose()?,
         soak: args.soak,
         from_profile: args.from_profile.clone(),
+        probe: args.probe,
+        probe_timeout: args.probe_timeout,
         allow_replace: args.allow_replace.clone(),
         yes: args.yes,
         lock_timeout: args.lock_timeout,

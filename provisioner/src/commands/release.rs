@@ -205,6 +205,33 @@ pub fn run_subcommand(
             }
             Ok(Exit::Success)
         }
+        ReleaseCommand::Prune(args) => {
+            let report =
+                crate::release::retention::prune(project, &args.env, args.keep, args.dry_run)?;
+            match format {
+                OutputFormat::Json => write_json(out, &report)?,
+                OutputFormat::Text => {
+                    write_text(
+                        out,
+                        &format!(
+                            "s3://{}: keeping {} release(s), {} expirable{}",
+                            report.bucket,
+                            report.kept.len(),
+                            report.expirable.len(),
+                            if report.dry_run {
+                                " (dry run: nothing tagged)".to_string()
+                            } else {
+                                format!(" ({} object(s) tagged)", report.objects_tagged)
+                            }
+                        ),
+                    )?;
+                    for id in &report.expirable {
+                        write_text(out, &format!("  expirable {id}"))?;
+                    }
+                }
+            }
+            Ok(Exit::Success)
+        }
         ReleaseCommand::Show(args) => {
             let id = ReleaseId::parse(&args.release)?;
             let manifest = rollout::show_release(project, &args.env, &id)?;

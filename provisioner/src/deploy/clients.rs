@@ -31,6 +31,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sts: aws_sdk_sts::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// The shared configuration the clients were built from (for clients made later).
+    pub config: aws_config::SdkConfig,
     pub requests: RequestCounter,
 }
 
@@ -91,6 +93,7 @@ impl AwsClients {
             dynamodb,
             sts,
             cloudwatch,
+            config: shared,
             requests,
         }
     }

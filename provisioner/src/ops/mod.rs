@@ -1,7 +1,9 @@
 //! Operations on running environments built from the release and deploy layers:
-//! promotion between environments (gated on the source's health) and rollback to an
-//! earlier release.
+//! promotion between environments (gated on the source's health), rollback to an
+//! earlier release, and the end-to-end probe.
 
 pub mod alarms;
+pub mod ingest_client;
+pub mod probe;
 pub mod promote;
 pub mod rollback;

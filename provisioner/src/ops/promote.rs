@@ -34,6 +34,9 @@ pub struct PromoteRequest {
     pub soak: Duration,
     /// A profile of the shared AWS files for reading the source (another account).
     pub from_profile: Option<String>,
+    /// Probe the source before promoting.
+    pub probe: bool,
+    pub probe_timeout: Duration,
     pub allow_replace: Vec<String>,
     pub yes: bool,
     pub lock_timeout: Duration,
@@ -279,6 +282,21 @@ pub fn run(
             request.soak,
         )
         .await?;
+        let mut checks = checks;
+        if request.probe {
+            let probe = crate::ops::probe::probe(&source_clients, &source_env, request.probe_timeout).await?;
+            checks.push(HealthCheck {
+                check: "probe",
+                ok: probe.ok,
+                detail: match probe.broken_hop() {
+                    None => format!(
+                        "a synthetic record went through in {} ms",
+                        probe.hops.iter().filter_map(|h| h.millis).sum::<u64>()
+                    ),
+                    Some(hop) => format!("{}: {}", hop.hop, hop.detail),
+                },
+            });
+        }
         let failed: Vec<String> = checks
             .iter()
             .filter(|c| !c.ok)

@@ -670,6 +670,33 @@ impl Deployments {
         }
     }
 
+    /// Every environment's state in the table (the environments sharing this bootstrap).
+    pub async fn states(&self) -> Result<Vec<(String, EnvState)>, Error> {
+        let mut states = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :state")
+                .expression_attribute_values(":state", AttributeValue::S(STATE.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|error| self.aws("Scan (environment states)", &error))?;
+            for item in output.items() {
+                let env = s(item, "pk");
+                let env = env.strip_prefix("env#").unwrap_or(&env).to_string();
+                states.push((env, EnvState::from_item(item)));
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(states);
+            }
+        }
+    }
+
     /// Is `code` the table-missing error (for callers mapping it to "bootstrap first")?
     pub fn is_missing_table(code: Option<&str>) -> bool {
         is_missing_table(code)

@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod deployments;
 pub mod id;
 pub mod identity;
+pub mod retention;
 pub mod rollout;
 pub mod store;
 

@@ -475,3 +475,52 @@ fn check(id: &ReleaseId, what: &str, expected: &str, bytes: &[u8]) -> Result<(),
     }
     .into())
 }
+
+/// Tags every object of a release (and the zips no kept release uses) so the bucket's
+/// lifecycle rule may expire them; returns how many objects were tagged.
+pub async fn tag_expirable(
+    client: &Client,
+    bucket: &str,
+    manifest: &BundleManifest,
+    zips_kept: &BTreeSet<String>,
+) -> Result<usize, Error> {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let tagging = Tagging::builder()
+        .tag_set(
+            Tag::builder()
+                .key(crate::render::bootstrap::RETENTION_TAG)
+                .value(crate::render::bootstrap::EXPIRABLE)
+                .build()
+                .map_err(|error| Error::Other {
+                    message: format!("could not build the retention tag: {error}"),
+                    help: String::new(),
+                })?,
+        )
+        .build()
+        .map_err(|error| Error::Other {
+            message: format!("could not build the retention tag: {error}"),
+            help: String::new(),
+        })?;
+    let mut keys = vec![
+        release_key(&manifest.id, MANIFEST_FILE),
+        manifest.sources.key.clone(),
+    ];
+    keys.extend(
+        manifest
+            .functions
+            .iter()
+            .filter(|f| !zips_kept.contains(&f.key))
+            .map(|f| f.key.clone()),
+    );
+    for key in &keys {
+        client
+            .put_object_tagging()
+            .bucket(bucket)
+            .key(key)
+            .tagging(tagging.clone())
+            .send()
+            .await
+            .map_err(|error| aws(format!("PutObjectTagging s3://{bucket}/{key}"), &error))?;
+    }
+    Ok(keys.len())
+}

@@ -276,3 +276,79 @@ fn outside_the_repository_the_error_says_where_to_run() {
         .stderr(predicate::str::contains("is not the platform repository"))
         .stderr(predicate::str::contains("--root"));
 }
+
+/// Splits a shell command line into words: spaces separate, double and single quotes
+/// group, `#` starts a comment.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, '#') if !in_word => break,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn every_command_the_runbooks_and_the_readme_quote_parses() {
+    use clap::Parser as _;
+    let root = common::repo_root();
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("runbooks"))
+        .expect("runbooks")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.push(root.join("README.md"));
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let mut in_code = false;
+        for (number, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            if !in_code {
+                continue;
+            }
+            let command = trimmed.strip_prefix("target/release/").unwrap_or(trimmed);
+            if !command.starts_with("provisioner ") {
+                continue;
+            }
+            let words = shell_words(command);
+            if let Err(error) = provisioner::cli::Cli::try_parse_from(&words) {
+                panic!(
+                    "{}:{}: `{command}` does not parse:\n{error}",
+                    file.display(),
+                    number + 1
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} commands found");
+}

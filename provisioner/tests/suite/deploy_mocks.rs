@@ -186,6 +186,7 @@ fn clients(rules: &[&Rule]) -> AwsClients {
         dynamodb,
         sts,
         cloudwatch,
+        config: aws_config::SdkConfig::builder().build(),
         requests,
     }
 }

@@ -618,6 +618,23 @@ fn the_account_guard_refuses_credentials_of_another_account() {
             "{args:?}: {error}"
         );
     }
+    // The real binary: its own exit code, and with --output json the failure on stdout.
+    let output = assert_cmd::Command::cargo_bin("provisioner")
+        .expect("binary")
+        .args(["--root", &fixture.root().display().to_string()])
+        .args(["--output", "json", "deploy", "--env", "elsewhere", "--yes"])
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(7));
+    let document: Value = serde_json::from_slice(&output.stdout).expect("a JSON document");
+    assert_eq!(document["error"]["kind"], "wrong-account");
+    assert_eq!(document["error"]["exit_code"], 7);
+    assert!(document["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("210987654321")));
+    assert!(document["error"]["fix"]
+        .as_str()
+        .is_some_and(|f| f.contains("AWS_PROFILE")));
     let aws = block_on(clients(&moto, "us-east-1"));
     let stacks = block_on(aws.cloudformation.describe_stacks().send()).expect("stacks");
     assert!(stacks.stacks().is_empty(), "nothing was written");
@@ -787,6 +804,51 @@ fn an_older_release_is_refused_unless_asked_for_and_rollback_goes_back() {
     let entry = &history(&fixture, "local")[0];
     assert_eq!(entry["kind"], "rollback");
     assert_eq!(entry["result"], "deployed");
+
+    // Keeping one release per environment: the older one may expire, the running one not.
+    let dry = ok(
+        &fixture,
+        &[
+            "release",
+            "prune",
+            "--env",
+            "local",
+            "--keep",
+            "1",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry["expirable"], serde_json::json!([older]));
+    assert_eq!(dry["objects_tagged"], 0);
+    let pruned = ok(
+        &fixture,
+        &["release", "prune", "--env", "local", "--keep", "1"],
+    );
+    assert_eq!(pruned["kept"], serde_json::json!([newer]));
+    assert_eq!(
+        pruned["objects_tagged"], 5,
+        "manifest, sources and three zips: {pruned}"
+    );
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let tags = |id: &str| {
+        block_on(
+            aws.s3
+                .get_object_tagging()
+                .bucket("datasync-artifacts-123456789012-us-east-1")
+                .key(format!("releases/{id}/manifest.json"))
+                .send(),
+        )
+        .expect("tagging")
+        .tag_set()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(tags(&older), ["provisioner:retention=expirable"]);
+    assert!(
+        tags(&newer).is_empty(),
+        "the running release is never tagged"
+    );
 }
 
 #[test]
