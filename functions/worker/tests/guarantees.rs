@@ -235,6 +235,13 @@ async fn a_retry_is_not_claimed_again_before_its_backoff_ends() {
     );
     let retry_in = early.messages[0].stats.retry_in.unwrap();
     assert!(retry_in > Duration::from_secs(20), "{retry_in:?}");
+    // The reconciler looks at it only once the queue had its chance to redeliver it.
+    let item = &ledger_items(&worker).await[0];
+    let number = |name: &str| -> i64 { item[name].as_n().unwrap().parse().unwrap() };
+    assert_eq!(
+        number("next_attempt_at") - number("not_before"),
+        worker.config.lease_seconds
+    );
 }
 
 #[tokio::test]

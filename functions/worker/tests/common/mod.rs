@@ -21,6 +21,7 @@ use sync_core::retry::{RedriveBackoff, RetryPolicy};
 use sync_core::Mappings;
 use worker::{Worker, WorkerConfig};
 
+pub mod serial;
 pub mod target;
 
 static MOTO: OnceLock<MotoServer> = OnceLock::new();
