@@ -202,12 +202,11 @@ async fn redrive_due(
 
 /// Takes one item (conditionally) and sends its body to the queue again.
 async fn redrive_one(reconciler: &Reconciler, item: &Item, state: LedgerState, now: i64) -> bool {
-    let (Some(key), Some(seen_next), Some(body)) = (
+    let (Some(key), Some(seen_next)) = (
         string_attr(item, "idempotency_key"),
         number_attr(item, "next_attempt_at"),
-        string_attr(item, "body"),
     ) else {
-        warn!(item = ?string_attr(item, "idempotency_key"), "ledger item without key, time or body; cannot re-drive it");
+        warn!(item = ?string_attr(item, "idempotency_key"), "ledger index entry without key or time; cannot re-drive it");
         return false;
     };
     let attempts = u32::try_from(number_attr(item, "attempts").unwrap_or(1)).unwrap_or(u32::MAX);
@@ -235,18 +234,27 @@ async fn redrive_one(reconciler: &Reconciler, item: &Item, state: LedgerState, n
                 .map(|(k, v)| (k.to_string(), to_sdk(v)))
                 .collect(),
         ))
+        // The index holds no bodies: the body comes back with the item taken.
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
         .send()
         .await;
-    if let Err(error) = taken {
-        let condition_failed = error
-            .as_service_error()
-            .is_some_and(|e| e.is_conditional_check_failed_exception());
-        if !condition_failed {
-            warn!(idempotency_key = %key, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "could not take item for re-drive");
+    let taken = match taken {
+        Ok(output) => output.attributes.unwrap_or_default(),
+        Err(error) => {
+            let condition_failed = error
+                .as_service_error()
+                .is_some_and(|e| e.is_conditional_check_failed_exception());
+            if !condition_failed {
+                warn!(idempotency_key = %key, error = %aws_sdk_dynamodb::error::DisplayErrorContext(&error), "could not take item for re-drive");
+            }
+            return false;
         }
+    };
+    let Some(body) = string_attr(&taken, "body") else {
+        warn!(idempotency_key = %key, "ledger item without a body; cannot re-drive it");
         return false;
-    }
-    let correlation_id = string_attr(item, "correlation_id").unwrap_or_default();
+    };
+    let correlation_id = string_attr(&taken, "correlation_id").unwrap_or_default();
     let mut send = reconciler
         .sqs
         .send_message()

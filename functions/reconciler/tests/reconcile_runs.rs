@@ -200,3 +200,36 @@ async fn counts_per_source_and_state_and_the_dlq_depth_are_reported() {
     assert_eq!(count("crm", "RETRY"), Some(1));
     assert_eq!(report.dlq_depth, Some(3));
 }
+
+#[tokio::test]
+async fn the_ledger_index_holds_no_bodies_and_redrives_still_send_them() {
+    let reconciler = reconciler(100).await;
+    seed(&reconciler, "due", "crm", "RETRY", NOW - 1).await;
+    let indexed = reconciler
+        .dynamodb
+        .query()
+        .table_name(&reconciler.config.ledger_table)
+        .index_name(reconciler::BY_STATE_INDEX)
+        .key_condition_expression("#state = :state")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":state", AttributeValue::S("RETRY".into()))
+        .send()
+        .await
+        .unwrap();
+    let entry = &indexed.items()[0];
+    assert!(
+        !entry.contains_key("body"),
+        "personal data in the index: {entry:?}"
+    );
+    assert!(!entry.contains_key("correlation_id"));
+    let report = run(&reconciler, NOW).await.unwrap();
+    assert_eq!(report.total_redriven(), 1);
+    let sent = drain(&reconciler, &reconciler.config.queue_url).await;
+    assert_eq!(
+        sent,
+        vec![(
+            "{\"body-of\":\"due\"}".to_string(),
+            Some("corr-due".to_string())
+        )]
+    );
+}

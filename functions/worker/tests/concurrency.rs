@@ -461,11 +461,5 @@ async fn instance(target: &TargetServer, tables: Option<(&str, &str)>, serial: &
     };
     config.breaker_threshold = 5;
     config.breaker_cooldown = Duration::from_secs(1);
-    Worker::new(
-        base.dynamodb.clone(),
-        base.sqs.clone(),
-        base.mappings.clone(),
-        config,
-    )
-    .unwrap()
+    Worker::new(dynamodb, base.sqs.clone(), base.mappings.clone(), config).unwrap()
 }

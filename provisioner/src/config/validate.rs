@@ -374,6 +374,15 @@ fn edge(c: &mut Collector, s: &Settings) {
             "a burst of 0 would never push anything",
             "set at least 1",
         );
+    } else if d.burst < s.queue.maximum_concurrency {
+        c.push(
+            key("downstream.burst"),
+            format!(
+                "a burst of {} is shared by up to {} worker instances (queue.maximum_concurrency), each of which needs at least 1, so the downstream could see bursts of {}",
+                d.burst, s.queue.maximum_concurrency, s.queue.maximum_concurrency
+            ),
+            "raise downstream.burst to at least queue.maximum_concurrency, or lower queue.maximum_concurrency",
+        );
     }
     let worker_ms = s.functions.worker.timeout_seconds.saturating_mul(1_000);
     if d.timeout_ms == 0 || d.timeout_ms >= worker_ms {

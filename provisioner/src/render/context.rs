@@ -478,6 +478,9 @@ fn function_variables(env: &Environment, function: &str) -> Vec<Variable> {
                 s.downstream.rate_limit_per_second,
             ),
             Variable::literal("DOWNSTREAM_BURST", s.downstream.burst),
+            // Each worker instance takes 1/MAX_INSTANCES of the rate and burst, so the
+            // downstream sees the configured limit however far the event source scales.
+            Variable::literal("MAX_INSTANCES", s.queue.maximum_concurrency),
             Variable::literal("DOWNSTREAM_TIMEOUT_MS", s.downstream.timeout_ms),
             lease(),
             Variable::literal("LEDGER_TTL_DAYS", s.tables.ledger_ttl_days),

@@ -443,3 +443,15 @@ fn unknown_environment_and_the_base_are_refused() {
         other => panic!("expected the base to be refused, got {other:?}"),
     }
 }
+
+#[test]
+fn a_downstream_burst_smaller_than_the_worker_concurrency() {
+    let issue = one_issue("extends: dev\ndownstream:\n  burst: 2\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "downstream.burst",
+        "shared by up to 5 worker instances",
+        "at least queue.maximum_concurrency",
+    );
+}

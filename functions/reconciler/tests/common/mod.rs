@@ -69,9 +69,12 @@ pub async fn create_ledger(client: &aws_sdk_dynamodb::Client) -> String {
                 .index_name("by-state")
                 .key_schema(key("state", KeyType::Hash))
                 .key_schema(key("next_attempt_at", KeyType::Range))
+                // As the data stack declares it: no bodies in the index.
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::All)
+                        .projection_type(ProjectionType::Include)
+                        .non_key_attributes("source")
+                        .non_key_attributes("attempts")
                         .build(),
                 )
                 .build()

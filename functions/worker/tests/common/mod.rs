@@ -70,16 +70,12 @@ fn key(name: &str, kind: KeyType) -> KeySchemaElement {
         .unwrap()
 }
 
-fn index(name: &str, hash: &str, range: &str) -> GlobalSecondaryIndex {
+fn index(name: &str, hash: &str, range: &str, projection: Projection) -> GlobalSecondaryIndex {
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(hash, KeyType::Hash))
         .key_schema(key(range, KeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(projection)
         .build()
         .unwrap()
 }
@@ -97,7 +93,14 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client) -> (String, String
         .attribute_definitions(attribute("external_id", ScalarAttributeType::S))
         .key_schema(key("pk", KeyType::Hash))
         .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(index("by-source", "source", "external_id"))
+        .global_secondary_indexes(index(
+            "by-source",
+            "source",
+            "external_id",
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        ))
         .send()
         .await
         .unwrap();
@@ -110,7 +113,17 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client) -> (String, String
         .attribute_definitions(attribute("state", ScalarAttributeType::S))
         .attribute_definitions(attribute("next_attempt_at", ScalarAttributeType::N))
         .key_schema(key("idempotency_key", KeyType::Hash))
-        .global_secondary_indexes(index("by-state", "state", "next_attempt_at"))
+        // As the data stack declares it: no bodies in the index.
+        .global_secondary_indexes(index(
+            "by-state",
+            "state",
+            "next_attempt_at",
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes("source")
+                .non_key_attributes("attempts")
+                .build(),
+        ))
         .send()
         .await
         .unwrap();
