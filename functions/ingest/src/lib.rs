@@ -14,7 +14,7 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use sync_core::envelope::{QueueMessage, MESSAGE_FORMAT};
 use sync_core::metrics::{names, Metrics};
 use sync_core::signature::{self, SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use sync_core::{future_version_error, normalize_record, Mappings};
+use sync_core::{future_version_error, normalize_record, storage_errors, Mappings};
 use tracing::{info, warn};
 
 pub use config::IngestConfig;
@@ -171,7 +171,14 @@ async fn handle(
                 ingest.config.max_version_ahead_seconds,
             ) {
                 Some(error) => Err(vec![error]),
-                None => Ok(canonical),
+                None => {
+                    let errors = storage_errors(&canonical);
+                    if errors.is_empty() {
+                        Ok(canonical)
+                    } else {
+                        Err(errors)
+                    }
+                }
             }
         });
         match normalized {
@@ -186,13 +193,13 @@ async fn handle(
                     record,
                 };
                 let body = serde_json::to_string(&message).unwrap_or_default();
-                if body.len() > MAX_MESSAGE_BYTES {
+                if queue::message_size(&body, &source, correlation_id) > MAX_MESSAGE_BYTES {
                     errors.push(RecordError {
                         index,
                         external_id: Some(canonical.external_id),
                         code: "too_large",
                         retryable: false,
-                        message: format!("the record is larger than the queue's {MAX_MESSAGE_BYTES}-byte message limit"),
+                        message: format!("the record, with its envelope and message attributes, is larger than the queue's {MAX_MESSAGE_BYTES}-byte message limit"),
                         field_errors: Vec::new(),
                     });
                     continue;
@@ -227,15 +234,25 @@ async fn handle(
         }
     }
     let not_queued = queue::send_all(&ingest.sqs, &ingest.config.queue_url, &outgoing).await;
-    for (index, reason) in &not_queued {
-        warn!(index, reason = %reason, "record not queued");
+    for (index, refusal) in &not_queued {
+        warn!(index, reason = %refusal.reason, "record not queued");
+        let (code, message) = if refusal.retryable {
+            (
+                "not_queued",
+                "the record could not be queued and was not accepted; send it again",
+            )
+        } else {
+            (
+                "refused_by_queue",
+                "the queue refuses this record as it is (sending it again gives the same answer); fix or shorten it",
+            )
+        };
         errors.push(RecordError {
             index: *index,
             external_id: external_ids.get(*index).cloned().flatten(),
-            code: "not_queued",
-            retryable: true,
-            message: "the record could not be queued and was not accepted; send it again"
-                .to_string(),
+            code,
+            retryable: refusal.retryable,
+            message: message.to_string(),
             field_errors: Vec::new(),
         });
     }

@@ -28,12 +28,34 @@ pub struct Outgoing {
     pub correlation_id: String,
 }
 
+/// Why a message was not queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotQueued {
+    /// What the queue said.
+    pub reason: String,
+    /// Whether sending it again can succeed (false when the queue blamed the message).
+    pub retryable: bool,
+}
+
+/// The size SQS counts for a message: its body plus every attribute's name, data type
+/// and value.
+pub fn message_size(body: &str, source: &str, correlation_id: &str) -> usize {
+    let attribute = |name: &str, value: &str| name.len() + "String".len() + value.len();
+    body.len()
+        + attribute(CORRELATION_ATTRIBUTE, correlation_id)
+        + attribute(SOURCE_ATTRIBUTE, source)
+}
+
 /// Sends `messages`; returns the indexes that could not be queued, with the reason.
 pub async fn send_all(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     messages: &[Outgoing],
-) -> BTreeMap<usize, String> {
+) -> BTreeMap<usize, NotQueued> {
+    let retryable = |reason: String| NotQueued {
+        reason,
+        retryable: true,
+    };
     let mut not_queued = BTreeMap::new();
     for chunk in chunks(messages) {
         let mut pending: Vec<&Outgoing> = chunk;
@@ -45,7 +67,7 @@ pub async fn send_all(
                 Ok(entries) => entries,
                 Err(reason) => {
                     for message in pending.drain(..) {
-                        not_queued.insert(message.index, reason.clone());
+                        not_queued.insert(message.index, retryable(reason.clone()));
                     }
                     break;
                 }
@@ -67,7 +89,13 @@ pub async fn send_all(
                         };
                         let reason = format!("queue refused the message ({})", failed.code());
                         if failed.sender_fault() {
-                            not_queued.insert(message.index, reason);
+                            not_queued.insert(
+                                message.index,
+                                NotQueued {
+                                    reason,
+                                    retryable: false,
+                                },
+                            );
                         } else {
                             retry.push((*message, reason));
                         }
@@ -90,7 +118,7 @@ pub async fn send_all(
             }
             if attempt >= SEND_ATTEMPTS {
                 for (message, reason) in retry {
-                    not_queued.insert(message.index, reason);
+                    not_queued.insert(message.index, retryable(reason));
                 }
                 break;
             }
@@ -128,7 +156,7 @@ fn chunks(messages: &[Outgoing]) -> Vec<Vec<&Outgoing>> {
     let mut chunks: Vec<Vec<&Outgoing>> = Vec::new();
     let mut bytes = 0;
     for message in messages {
-        let size = message.body.len() + 200;
+        let size = message_size(&message.body, &message.source, &message.correlation_id);
         let fits = chunks.last().is_some_and(|chunk| {
             chunk.len() < MAX_ENTRIES_PER_CALL && bytes + size <= MAX_BYTES_PER_CALL
         });
@@ -156,6 +184,14 @@ mod tests {
             source: "hris".into(),
             correlation_id: "c".into(),
         }
+    }
+
+    #[test]
+    fn attributes_count_against_the_message_limit() {
+        assert_eq!(
+            message_size("abc", "hris", "c-1"),
+            3 + ("correlation_id".len() + 6 + 3) + ("source".len() + 6 + 4)
+        );
     }
 
     #[test]

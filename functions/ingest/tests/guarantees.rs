@@ -114,3 +114,73 @@ async fn an_expired_timestamp_does_not_reveal_the_server_clock_and_cannot_overfl
         );
     }
 }
+
+#[tokio::test]
+async fn values_dynamodb_would_refuse_are_refused_per_field() {
+    let setup = setup().await;
+    let mut big = employee("E1", "a@example.com");
+    big["score"] = serde_json::json!(1e200);
+    let mut deep = employee("E2", "b@example.com");
+    let mut nested = serde_json::json!("leaf");
+    for _ in 0..40 {
+        nested = serde_json::json!({ "n": nested });
+    }
+    deep["tree"] = nested;
+    let fine = employee("E3", "c@example.com");
+    let body = serde_json::json!({"records": [big, deep, fine]}).to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    let answer = body_json(&response);
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["errors"][0]["field_errors"][0]["field"], "score");
+    assert_eq!(
+        answer["errors"][0]["field_errors"][0]["code"],
+        "number_out_of_range"
+    );
+    assert_eq!(answer["errors"][1]["field_errors"][0]["field"], "tree");
+    assert_eq!(answer["errors"][1]["field_errors"][0]["code"], "too_deep");
+    assert_eq!(answer["errors"][1]["retryable"], false);
+}
+
+#[tokio::test]
+async fn the_message_attributes_count_against_the_queue_limit() {
+    let setup = setup_with(KEY, SecretStoreKind::SecretsManager, 50, 1024 * 1024).await;
+    // Sized so that the envelope alone fits 256 KiB but not with its attributes.
+    let probe = employee("E1", "a@example.com");
+    let mut record = probe.clone();
+    record["notes"] = "".into();
+    let envelope_overhead = {
+        let message = sync_core::envelope::QueueMessage {
+            format: sync_core::envelope::MESSAGE_FORMAT,
+            source: "hris".into(),
+            correlation_id: "corr-size".into(),
+            batch_id: uuid_like(),
+            received_at: chrono_like(),
+            record: record.clone(),
+        };
+        serde_json::to_string(&message).unwrap().len()
+    };
+    record["notes"] = "x"
+        .repeat(ingest::MAX_MESSAGE_BYTES - envelope_overhead - 5)
+        .into();
+    let body = serde_json::json!({"records": [record]}).to_string();
+    let mut request = signed("hris", &body, KEY, NOW);
+    request
+        .headers
+        .insert("x-correlation-id", "corr-size".parse().unwrap());
+    let response = handle_request(&setup.ingest, request, NOW).await;
+    let answer = body_json(&response);
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["errors"][0]["code"], "too_large", "{answer}");
+    assert_eq!(answer["errors"][0]["retryable"], false);
+    assert!(queued(&setup).await.is_empty());
+}
+
+/// The length of the batch id ingest generates (a UUID).
+fn uuid_like() -> String {
+    "00000000-0000-0000-0000-000000000000".into()
+}
+
+/// The length of the receive time ingest writes.
+fn chrono_like() -> String {
+    chrono::DateTime::from_timestamp(NOW, 0).unwrap().to_rfc3339()
+}

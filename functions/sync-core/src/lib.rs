@@ -25,5 +25,6 @@ pub mod store;
 
 pub use mapping::{Mapping, MappingError, Mappings};
 pub use record::{
-    future_version_error, normalize_record, CanonicalRecord, FieldError, FieldErrorCode, Operation,
+    future_version_error, normalize_record, storage_errors, CanonicalRecord, FieldError,
+    FieldErrorCode, Operation,
 };

@@ -73,6 +73,10 @@ pub enum FieldErrorCode {
     InvalidVersion,
     /// A timestamp version further in the future than the tolerance allows.
     FutureVersion,
+    /// A number DynamoDB cannot store (magnitude at or above 1e126, or below 1e-130).
+    NumberOutOfRange,
+    /// Nested deeper than DynamoDB stores.
+    TooDeep,
     /// Not one of the values the mapping knows.
     UnknownValue,
 }
@@ -131,6 +135,88 @@ pub fn future_version_error(
             ),
         )
     })
+}
+
+/// Deepest nesting of lists and objects accepted inside one attribute value: DynamoDB
+/// stores 32 levels, of which the record item's `fields` / `unmapped` map takes one.
+pub const MAX_VALUE_DEPTH: usize = 30;
+
+/// Values of a canonical record that DynamoDB would refuse, one error per attribute:
+/// numbers outside its range (magnitudes from 1e-130 to below 1e126, or zero) and values
+/// nested deeper than [`MAX_VALUE_DEPTH`]. Refusing them at ingest tells the sender,
+/// instead of accepting a record the worker could only fail.
+pub fn storage_errors(record: &CanonicalRecord) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let values = record
+        .fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value))
+        .chain(
+            record
+                .unmapped
+                .iter()
+                .map(|(name, value)| (name.as_str(), value)),
+        );
+    for (name, value) in values {
+        if depth(value) > MAX_VALUE_DEPTH {
+            errors.push(FieldError {
+                field: name.to_string(),
+                code: FieldErrorCode::TooDeep,
+                message: format!(
+                    "`{name}` is nested more than {MAX_VALUE_DEPTH} levels deep; flatten it"
+                ),
+            });
+        } else if has_number_out_of_range(value) {
+            errors.push(FieldError {
+                field: name.to_string(),
+                code: FieldErrorCode::NumberOutOfRange,
+                message: format!(
+                    "`{name}` holds a number outside what can be stored (magnitudes from 1e-130 to below 1e126); send it as a string"
+                ),
+            });
+        }
+    }
+    errors
+}
+
+fn depth(value: &Value) -> usize {
+    // Iterative, so a hostile nesting cannot exhaust the stack.
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0_usize)];
+    while let Some((value, level)) = pending.pop() {
+        match value {
+            Value::Array(items) => {
+                deepest = deepest.max(level + 1);
+                pending.extend(items.iter().map(|item| (item, level + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(level + 1);
+                pending.extend(map.values().map(|item| (item, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+fn has_number_out_of_range(value: &Value) -> bool {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Number(number) => {
+                if let Some(float) = number.as_f64().filter(|_| number.is_f64()) {
+                    let magnitude = float.abs();
+                    if magnitude != 0.0 && !(1e-130..1e126).contains(&magnitude) {
+                        return true;
+                    }
+                }
+            }
+            Value::Array(items) => pending.extend(items),
+            Value::Object(map) => pending.extend(map.values()),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Normalizes a source record into the canonical record, or lists every field that is
@@ -275,5 +361,50 @@ fn read_version(mapping: &Mapping, raw: &Value) -> Result<u64, FieldError> {
                 ),
             )
         }),
+    }
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(unmapped: Value) -> CanonicalRecord {
+        CanonicalRecord {
+            source: "crm".into(),
+            external_id: "C1".into(),
+            entity_type: "contact".into(),
+            source_version: 1,
+            operation: Operation::Upsert,
+            fields: BTreeMap::new(),
+            unmapped: serde_json::from_value(unmapped).unwrap(),
+        }
+    }
+
+    #[test]
+    fn numbers_dynamodb_refuses_are_named_per_field() {
+        let errors = storage_errors(&record(json!({
+            "ok": 1.5, "zero": 0.0, "big": 1e200, "tiny": [1e-200], "int": u64::MAX
+        })));
+        let fields: Vec<(&str, FieldErrorCode)> =
+            errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("big", FieldErrorCode::NumberOutOfRange),
+                ("tiny", FieldErrorCode::NumberOutOfRange)
+            ]
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_dynamodb_stores_is_refused() {
+        let mut deep = json!("leaf");
+        for _ in 0..MAX_VALUE_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(storage_errors(&record(json!({ "a": deep.clone() }))).is_empty());
+        let errors = storage_errors(&record(json!({ "a": [deep] })));
+        assert_eq!(errors[0].code, FieldErrorCode::TooDeep);
     }
 }
