@@ -23,7 +23,18 @@ async fn main() -> Result<(), Error> {
         .init();
     let config = IngestConfig::from_env(&Env::new(&process_env))?;
     let mappings = Mappings::builtin()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // A call that hangs must not eat the invocation: each attempt and each operation
+    // (its retries included) is bounded.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(2))
+                .operation_attempt_timeout(std::time::Duration::from_secs(3))
+                .operation_timeout(std::time::Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await;
     let secret = SigningSecret::with_ttl(
         SecretStore::new(config.secret_store, &sdk),
         config.secret_name.clone(),

@@ -182,5 +182,7 @@ fn uuid_like() -> String {
 
 /// The length of the receive time ingest writes.
 fn chrono_like() -> String {
-    chrono::DateTime::from_timestamp(NOW, 0).unwrap().to_rfc3339()
+    chrono::DateTime::from_timestamp(NOW, 0)
+        .unwrap()
+        .to_rfc3339()
 }

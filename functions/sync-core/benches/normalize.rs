@@ -31,6 +31,7 @@ fn per_record(mappings: &Mappings, body: &str) -> usize {
         correlation_id: &read.message.correlation_id,
         body,
         claim_token: "token",
+        message_id: "059f36b4-87a3-44ab-83d2-661975830a7d",
         now: 1_714_564_800,
         lease_seconds: 120,
         expires_at: 1_717_156_800,

@@ -108,6 +108,7 @@ const NAMES: &[(&str, &str)] = &[
     ("#key", "idempotency_key"),
     ("#redrives", "redrives"),
     ("#not_before", "not_before"),
+    ("#message", "message_id"),
 ];
 
 fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
@@ -181,6 +182,9 @@ pub struct ClaimRequest<'a> {
     pub body: &'a str,
     /// Random token identifying this claim.
     pub claim_token: &'a str,
+    /// The queue message delivering it: a later delivery of the same message is a
+    /// redelivery, not a duplicate record.
+    pub message_id: &'a str,
     /// Now, Unix seconds.
     pub now: i64,
     /// Lease length in seconds.
@@ -201,7 +205,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
          #attempts = if_not_exists(#attempts, :zero) + :one, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
-         #updated = :now, #expires = :expires REMOVE #reason, #not_before",
+         #updated = :now, #expires = :expires, #message = :message REMOVE #reason, #not_before",
         "attribute_not_exists(#key) \
          OR (#state = :retry AND (attribute_not_exists(#not_before) OR #not_before <= :now)) \
          OR (#state = :in_progress AND #lease < :now)",
@@ -223,6 +227,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
             (":body", AttrValue::s(request.body)),
             (":now", AttrValue::n(request.now)),
             (":expires", AttrValue::n(request.expires_at)),
+            (":message", AttrValue::s(request.message_id)),
         ],
     )
 }
@@ -431,6 +436,7 @@ mod tests {
             correlation_id: "c",
             body: "{}",
             claim_token: "t",
+            message_id: "m",
             now: 1000,
             lease_seconds: 60,
             expires_at: 9999,

@@ -38,6 +38,9 @@ pub mod names {
     pub const RECORDS_DUPLICATE: &str = "RecordsDuplicate";
     /// worker: records older than the stored version.
     pub const RECORDS_STALE: &str = "RecordsStale";
+    /// worker: deliveries of a message that had settled its record already (the queue
+    /// delivers at least once); not records, so not part of the accounting identity.
+    pub const MESSAGES_REDELIVERED: &str = "MessagesRedelivered";
     /// worker: records whose version was stored before with other content.
     pub const RECORDS_CONFLICT: &str = "RecordsConflict";
     /// worker: pushes not started because the downstream's circuit breaker is open.
@@ -66,6 +69,7 @@ pub mod names {
         RECORDS_DUPLICATE,
         RECORDS_STALE,
         RECORDS_CONFLICT,
+        MESSAGES_REDELIVERED,
         DOWNSTREAM_CIRCUIT_OPEN,
         RECORDS_FAILED,
         RECORDS_RETRIED,

@@ -192,6 +192,7 @@ pub async fn handle_batch(worker: &Worker, event: SqsEvent, deadline: Instant) -
         let name = match &report.outcome {
             MessageOutcome::Synced => names::RECORDS_SYNCED,
             MessageOutcome::Duplicate => names::RECORDS_DUPLICATE,
+            MessageOutcome::Redelivered => names::MESSAGES_REDELIVERED,
             MessageOutcome::Stale => names::RECORDS_STALE,
             MessageOutcome::Conflict => names::RECORDS_CONFLICT,
             MessageOutcome::Failed(_) => names::RECORDS_FAILED,

@@ -20,8 +20,11 @@ use crate::Worker;
 pub enum MessageOutcome {
     /// Written and pushed.
     Synced,
-    /// Already processed (completed or failed before): skipped.
+    /// The record was sent again and processed before (completed or failed): skipped.
     Duplicate,
+    /// The queue delivered the message that settled the record once more (delivery is at
+    /// least once): skipped, and not a second record.
+    Redelivered,
     /// Older than the stored version (or than the target's): not pushed, completed.
     Stale,
     /// The same version was stored with other content: not written, not pushed,
@@ -135,9 +138,10 @@ pub async fn process_delivery(
                 source = %source,
                 idempotency_key = %readable.idempotency_key,
             );
-            let outcome = process_readable(worker, &readable, body, deadline, &mut stats)
-                .instrument(span.clone())
-                .await;
+            let outcome =
+                process_readable(worker, &readable, &message_id, body, deadline, &mut stats)
+                    .instrument(span.clone())
+                    .await;
             span.in_scope(|| log_outcome(&outcome));
             outcome
         }
@@ -179,7 +183,13 @@ pub async fn process_delivery(
 fn log_outcome(outcome: &MessageOutcome) {
     match outcome {
         MessageOutcome::Synced => info!(outcome = "synced", "record synced"),
-        MessageOutcome::Duplicate => info!(outcome = "duplicate", "duplicate delivery skipped"),
+        MessageOutcome::Duplicate => info!(outcome = "duplicate", "duplicate record skipped"),
+        MessageOutcome::Redelivered => {
+            info!(
+                outcome = "redelivered",
+                "message delivered again after it was settled; skipped"
+            )
+        }
         MessageOutcome::Stale => info!(outcome = "stale", "older version skipped"),
         MessageOutcome::Conflict => warn!(
             outcome = "conflict",
@@ -197,6 +207,7 @@ fn log_outcome(outcome: &MessageOutcome) {
 async fn process_readable(
     worker: &Worker,
     readable: &ReadableMessage,
+    message_id: &str,
     body: &str,
     deadline: Instant,
     stats: &mut PushStats,
@@ -215,6 +226,7 @@ async fn process_readable(
         correlation_id: &readable.message.correlation_id,
         body,
         claim_token: &token,
+        message_id,
         now,
         lease_seconds: config.lease_seconds,
         expires_at: now + config.ledger_ttl_days * 86_400,
@@ -252,6 +264,11 @@ async fn process_readable(
                 number_attr(&existing, "not_before"),
                 now,
             ) {
+                ClaimRefusal::Duplicate
+                    if string_attr(&existing, "message_id") == Some(message_id) =>
+                {
+                    MessageOutcome::Redelivered
+                }
                 ClaimRefusal::Duplicate => MessageOutcome::Duplicate,
                 ClaimRefusal::HeldElsewhere => {
                     // Most often a repeat of the record being processed elsewhere: it is

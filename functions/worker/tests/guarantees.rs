@@ -329,3 +329,21 @@ async fn a_message_never_claimed_is_still_entered_in_the_ledger() {
     assert_eq!(s(&items[0], "state"), "RETRY");
     assert_eq!(s(&items[0], "body"), body);
 }
+
+#[tokio::test]
+async fn a_message_delivered_again_is_a_redelivery_not_a_duplicate_record() {
+    let target = TargetServer::start(Faults::none()).await;
+    let worker = worker(&target.url()).await;
+    let body = message_body("hris", employee("E1", "2024-05-01T00:00:00Z"), "c1");
+    let first = handle_batch(&worker, sqs_event(&[("m1", &body)]), deadline()).await;
+    assert_eq!(outcome(&first), &MessageOutcome::Synced);
+    let again = handle_batch(&worker, sqs_event(&[("m1", &body)]), deadline()).await;
+    assert_eq!(outcome(&again), &MessageOutcome::Redelivered);
+    let resent = handle_batch(&worker, sqs_event(&[("m2", &body)]), deadline()).await;
+    assert_eq!(
+        outcome(&resent),
+        &MessageOutcome::Duplicate,
+        "a record sent twice is one duplicate"
+    );
+    assert_eq!(target.log().len(), 1);
+}

@@ -156,6 +156,7 @@ async fn drain_through_worker(ingest: &Ingest, worker: &Worker) -> BTreeMap<&'st
             let name = match message.outcome {
                 MessageOutcome::Synced => "synced",
                 MessageOutcome::Duplicate => "duplicate",
+                MessageOutcome::Redelivered => "redelivered",
                 MessageOutcome::Stale => "stale",
                 MessageOutcome::Conflict => "conflict",
                 MessageOutcome::Failed(_) => "failed",

@@ -391,6 +391,7 @@ async fn an_item_held_by_another_invocation_is_handed_back() {
         correlation_id: "other",
         body: &body,
         claim_token: "someone-else",
+        message_id: "m0",
         now,
         lease_seconds: 600,
         expires_at: now + 86_400,
