@@ -360,8 +360,8 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "ENV")]
     pub env: String,
     /// At most this many entries, newest first.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +372,9 @@ pub struct UnlockArgs {
     /// Why (recorded in the history).
     #[arg(long)]
     pub reason: String,
+    /// Break a lock whose lease is still being renewed (its holder looks alive).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `90s`, `10m`, `2h`, `7d` or a number of seconds.

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
-use crate::release::deployments::{Deployments, EnvState, HistoryEntry};
+use crate::release::deployments::{or_not_bootstrapped, Deployments, EnvState, HistoryEntry};
 use crate::release::{identity, rollout};
 
 #[derive(Serialize)]
@@ -36,13 +36,8 @@ pub fn run(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,
         );
-        let state = match deployments.state(&env.name).await {
-            Err(Error::Other { message, .. }) if message.contains("ResourceNotFoundException") => {
-                return Err(rollout::not_bootstrapped(&env))
-            }
-            other => other?,
-        };
-        let entries = deployments.history(&env.name, args.limit).await?;
+        let state = or_not_bootstrapped(deployments.state(&env.name).await, &env)?;
+        let entries = deployments.history(&env.name, args.limit as usize).await?;
         Ok::<_, Error>(HistoryReport {
             env: env.name.clone(),
             state,

@@ -51,10 +51,7 @@ pub fn run(
         let rows = status::read(&clients, &specs).await?;
         let deployments = Deployments::new(clients.dynamodb.clone(), &deployments_table);
         let state = deployments.state_if_bootstrapped(&env_name).await?;
-        let lock = match state {
-            Some(_) => deployments.lock(&env_name).await?,
-            None => None,
-        };
+        let lock = deployments.lock_if_bootstrapped(&env_name).await?;
         let deployed = rows.iter().any(|row| row.deployed);
         let records = match &emulated {
             Some(url) if deployed => {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
-use crate::release::deployments::Deployments;
+use crate::release::deployments::{or_not_bootstrapped, Deployments};
 use crate::release::{identity, rollout};
 
 pub fn run(
@@ -36,15 +36,12 @@ pub fn run(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,
         );
-        match deployments
-            .break_lock(&env.name, &caller.arn, args.reason.trim())
-            .await
-        {
-            Err(Error::Other { message, .. }) if message.contains("ResourceNotFoundException") => {
-                Err(rollout::not_bootstrapped(&env))
-            }
-            other => other,
-        }
+        or_not_bootstrapped(
+            deployments
+                .break_lock(&env.name, &caller.arn, args.reason.trim(), args.force)
+                .await,
+            &env,
+        )
     })?;
     let Some((holder, entry)) = broken else {
         match format {

@@ -68,8 +68,10 @@ impl ProbeReport {
         }
         text.push_str(if self.removed {
             "  the probe record was removed again\n"
+        } else if self.ok {
+            "  the probe record could not be removed: its delete did not go through in time\n"
         } else {
-            "  the probe record could not be removed (see above)\n"
+            "  the probe record was not removed (the pipeline broke before it could be)\n"
         });
         text
     }

@@ -19,7 +19,7 @@ use crate::deploy::stacks;
 use crate::error::{Error, Refusal};
 use crate::exit::Exit;
 use crate::project::Project;
-use crate::release::deployments::{parse_time, Deployments, EnvState};
+use crate::release::deployments::{or_not_bootstrapped, parse_time, Deployments, EnvState};
 use crate::release::rollout::{self, Kind, Report, Request, Source};
 use crate::release::store::{self, Copied};
 use crate::release::{identity, ReleaseError, ReleaseId};
@@ -256,12 +256,8 @@ pub fn run(
             source_clients.dynamodb.clone(),
             &source_env.names.bootstrap.deployments_table,
         );
-        let state = match deployments.state(&source_env.name).await {
-            Err(Error::Other { message, .. }) if message.contains("ResourceNotFoundException") => {
-                return Err(rollout::not_bootstrapped(&source_env))
-            }
-            other => other?.unwrap_or_default(),
-        };
+        let state = or_not_bootstrapped(deployments.state(&source_env.name).await, &source_env)?
+            .unwrap_or_default();
         let release = match (&request.release, &state.release) {
             (Some(id), _) => id.clone(),
             (None, Some(running)) => ReleaseId::parse(running)?,
@@ -273,7 +269,7 @@ pub fn run(
                 })
             }
         };
-        let checks = source_health(
+        let mut checks = source_health(
             &source_clients,
             &renderer,
             &source_env,
@@ -282,7 +278,6 @@ pub fn run(
             request.soak,
         )
         .await?;
-        let mut checks = checks;
         if request.probe {
             let probe = crate::ops::probe::probe(&source_clients, &source_env, request.probe_timeout).await?;
             checks.push(HealthCheck {
@@ -330,6 +325,9 @@ pub fn run(
             })?;
         let same_bucket = source_bucket == target_bucket
             && source_env.settings.endpoint_url == target_env.settings.endpoint_url;
+        // The target's account is checked before anything is written to it.
+        let target_caller = identity::caller_identity(&target_clients.sts).await?;
+        identity::ensure_account(&target_env, &target_caller)?;
         let copy = if same_bucket {
             None
         } else {

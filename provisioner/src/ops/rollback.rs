@@ -4,9 +4,9 @@
 
 use crate::deploy::clients::AwsClients;
 use crate::deploy::setup::{runtime, target};
-use crate::error::{Error, Refusal};
+use crate::error::Error;
 use crate::project::Project;
-use crate::release::deployments::{Deployments, EnvState};
+use crate::release::deployments::{or_not_bootstrapped, Deployments, EnvState};
 use crate::release::{identity, rollout, ReleaseId};
 
 /// The release a rollback of an environment in `state` goes to: `to` when given (it
@@ -21,8 +21,7 @@ pub fn choose(env: &str, state: &EnvState, to: Option<&ReleaseId>) -> Result<Rel
             });
         }
         if !state.recent.iter().any(|r| r == to.as_str()) {
-            return Err(Error::Refused {
-                refusal: Refusal::OlderRelease,
+            return Err(Error::Other {
                 message: format!(
                     "{to} is not among the releases `{env}` ran successfully ({})",
                     if state.recent.is_empty() {
@@ -39,15 +38,31 @@ pub fn choose(env: &str, state: &EnvState, to: Option<&ReleaseId>) -> Result<Rel
         }
         return Ok(to.clone());
     }
-    let previous = state
+    // The newest release older than the running one; when the running one is itself a
+    // downgrade, the release it replaced.
+    let running_id = running.and_then(|r| ReleaseId::parse(r).ok());
+    let candidates: Vec<ReleaseId> = state
         .recent
         .iter()
-        .find(|r| Some(r.as_str()) != running)
+        .filter(|r| Some(r.as_str()) != running)
+        .filter_map(|r| ReleaseId::parse(r).ok())
+        .collect();
+    let older = candidates
+        .iter()
+        .filter(|r| {
+            running_id
+                .as_ref()
+                .is_none_or(|running| r.is_older_than(running))
+        })
+        .max()
+        .cloned();
+    let previous = older
+        .or_else(|| candidates.first().cloned())
         .ok_or_else(|| Error::Other {
             message: format!("`{env}` has no earlier successful release to roll back to"),
             help: format!("`provisioner history --env {env}` shows what ran there"),
         })?;
-    Ok(ReleaseId::parse(previous)?)
+    Ok(previous)
 }
 
 /// Reads `env_name`'s state and picks the release to roll back to.
@@ -65,12 +80,8 @@ pub fn target_release(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,
         );
-        let state = match deployments.state(&env.name).await {
-            Err(Error::Other { message, .. }) if message.contains("ResourceNotFoundException") => {
-                return Err(rollout::not_bootstrapped(&env))
-            }
-            other => other?.unwrap_or_default(),
-        };
+        let state =
+            or_not_bootstrapped(deployments.state(&env.name).await, &env)?.unwrap_or_default();
         choose(&env.name, &state, to)
     })
 }
@@ -102,6 +113,20 @@ mod tests {
         let never = ReleaseId::parse("20261128T120000Z-dddddddddddd").unwrap();
         let error = choose("dev", &state(), Some(&never)).unwrap_err();
         assert!(error.to_string().contains("not among"), "{error}");
+        // R1 -> R2 -> R3, rolled back to R2: a second rollback goes to R1, not to R3.
+        let after_rollback = EnvState {
+            release: Some("20261130T120000Z-bbbbbbbbbbbb".into()),
+            recent: vec![
+                "20261130T120000Z-bbbbbbbbbbbb".into(),
+                "20261201T120000Z-cccccccccccc".into(),
+                "20261129T120000Z-aaaaaaaaaaaa".into(),
+            ],
+            ..EnvState::default()
+        };
+        assert_eq!(
+            choose("dev", &after_rollback, None).unwrap().as_str(),
+            "20261129T120000Z-aaaaaaaaaaaa"
+        );
         let only = EnvState {
             recent: vec!["20261201T120000Z-cccccccccccc".into()],
             ..state()

@@ -231,7 +231,9 @@ pub fn assemble(project: &Project, artifacts_dir: &Path) -> Result<Bundle, crate
     })
 }
 
-fn content_digest(
+/// The digest over what a release deploys: its zips, its source files and the templates
+/// every environment renders. Recomputed whenever a manifest is read back.
+pub fn content_digest(
     functions: &[ReleaseFunction],
     files: &BTreeMap<String, String>,
     environments: &BTreeMap<String, BundleEnvironment>,

@@ -374,6 +374,24 @@ fn is_missing_table(code: Option<&str>) -> bool {
     code == Some("ResourceNotFoundException")
 }
 
+/// The table is missing: the account and region are not bootstrapped.
+pub fn is_missing_table_error(error: &Error) -> bool {
+    matches!(error, Error::Other { message, .. } if message.contains("(ResourceNotFoundException)"))
+}
+
+/// `result`, with a missing table turned into "run `provisioner bootstrap` first".
+pub fn or_not_bootstrapped<T>(
+    result: Result<T, Error>,
+    env: &crate::config::Environment,
+) -> Result<T, Error> {
+    match result {
+        Err(error) if is_missing_table_error(&error) => {
+            Err(crate::release::rollout::not_bootstrapped(env))
+        }
+        other => other,
+    }
+}
+
 fn build<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, Error> {
     result.map_err(|error| Error::Other {
         message: format!("could not build a deployments table request: {error}"),
@@ -469,9 +487,15 @@ impl Deployments {
     /// Like [`state`](Self::state), but `Ok(None)` also when the table is missing.
     pub async fn state_if_bootstrapped(&self, env: &str) -> Result<Option<EnvState>, Error> {
         match self.state(env).await {
-            Err(Error::Other { message, .. }) if message.contains("ResourceNotFoundException") => {
-                Ok(None)
-            }
+            Err(error) if is_missing_table_error(&error) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Like [`lock`](Self::lock), but `Ok(None)` also when the table is missing.
+    pub async fn lock_if_bootstrapped(&self, env: &str) -> Result<Option<LockHolder>, Error> {
+        match self.lock(env).await {
+            Err(error) if is_missing_table_error(&error) => Ok(None),
             other => other,
         }
     }
@@ -519,7 +543,8 @@ impl Deployments {
 
     /// Releases the lock `owner_id` holds, records how the attempt ended and, when
     /// given, the environment's new state, in one write. Returns `false` when the lock
-    /// had been broken meanwhile (the entry is then recorded on its own).
+    /// had been broken meanwhile: the entry is then recorded on its own, and the state is
+    /// left to whoever holds the environment now (this run's view of it is stale).
     pub async fn finish(
         &self,
         env: &str,
@@ -527,50 +552,64 @@ impl Deployments {
         entry: &HistoryEntry,
         state: Option<&EnvState>,
     ) -> Result<bool, Error> {
-        let delete = build(
-            Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(env, LOCK)))
-                .condition_expression("owner_id = :me")
-                .expression_attribute_values(":me", AttributeValue::S(owner_id.to_string()))
-                .build(),
-        )?;
-        let mut request = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put(entry.to_item())?)
+        for attempt in 1..=3 {
+            let delete = build(
+                Delete::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(env, LOCK)))
+                    .condition_expression("owner_id = :me")
+                    .expression_attribute_values(":me", AttributeValue::S(owner_id.to_string()))
                     .build(),
-            );
-        if let Some(state) = state {
-            request = request.transact_items(
-                TransactWriteItem::builder()
-                    .put(self.put(state.to_item(env))?)
-                    .build(),
-            );
-        }
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.code() == Some("TransactionCanceledException") => {
-                let mut entry = entry.clone();
-                entry.message = Some(format!(
-                    "{}the deploy lock was broken while this deploy ran",
-                    entry
-                        .message
-                        .as_deref()
-                        .map(|m| format!("{m}; "))
-                        .unwrap_or_default()
-                ));
-                self.record(&entry).await?;
-                if let Some(state) = state {
-                    self.put_item(state.to_item(env)).await?;
-                }
-                Ok(false)
+            )?;
+            let mut request = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().delete(delete).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.put(entry.to_item())?)
+                        .build(),
+                );
+            if let Some(state) = state {
+                request = request.transact_items(
+                    TransactWriteItem::builder()
+                        .put(self.put(state.to_item(env))?)
+                        .build(),
+                );
             }
-            Err(error) => Err(self.aws("TransactWriteItems (release the deploy lock)", &error)),
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(error) if error.code() == Some("TransactionCanceledException") => {
+                    let still_ours = self
+                        .lock(env)
+                        .await?
+                        .is_some_and(|holder| holder.owner_id == owner_id);
+                    if still_ours && attempt < 3 {
+                        // Cancelled for another reason (a conflicting write in flight).
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                        continue;
+                    }
+                    if still_ours {
+                        return Err(
+                            self.aws("TransactWriteItems (release the deploy lock)", &error)
+                        );
+                    }
+                    let mut entry = entry.clone();
+                    entry.message =
+                        Some(format!(
+                        "{}the deploy lock was broken while this deploy ran; the environment's \
+                         state was left as the lock's new holder set it",
+                        entry.message.as_deref().map(|m| format!("{m}; ")).unwrap_or_default()
+                    ));
+                    self.record(&entry).await?;
+                    return Ok(false);
+                }
+                Err(error) => {
+                    return Err(self.aws("TransactWriteItems (release the deploy lock)", &error))
+                }
+            }
         }
+        Ok(false)
     }
 
     fn put(&self, item: Item) -> Result<Put, Error> {
@@ -605,10 +644,24 @@ impl Deployments {
         env: &str,
         caller: &str,
         reason: &str,
+        force: bool,
     ) -> Result<Option<(LockHolder, HistoryEntry)>, Error> {
         let Some(holder) = self.lock(env).await? else {
             return Ok(None);
         };
+        if !force && !holder.lease_expired() && !holder.process_gone() {
+            return Err(Error::Other {
+                message: format!(
+                    "the deploy lock of `{env}` is alive: held by {}, its lease runs until {}",
+                    holder.describe(),
+                    holder.lease_expires_at
+                ),
+                help: "that deploy is still renewing its lease, so it is probably running: wait \
+                       for it to finish; pass --force only when you know its process is gone \
+                       (a killed CI runner, say)"
+                    .into(),
+            });
+        }
         let mut entry = HistoryEntry::start(env, "unlock", Some(&holder.release), caller);
         entry.result = "unlocked".into();
         entry.ended_at = Some(entry.started_at.clone());
@@ -634,7 +687,13 @@ impl Deployments {
             )
             .send()
             .await
-            .map_err(|error| self.aws("TransactWriteItems (break the deploy lock)", &error))?;
+            .map_err(|error| match error.code() {
+                Some("TransactionCanceledException") => Error::Other {
+                    message: format!("the deploy lock of `{env}` changed while it was being broken"),
+                    help: format!("run `provisioner status --env {env}` to see who holds it now, then decide again"),
+                },
+                _ => self.aws("TransactWriteItems (break the deploy lock)", &error),
+            })?;
         Ok(Some((holder, entry)))
     }
 
@@ -651,7 +710,7 @@ impl Deployments {
                 .expression_attribute_values(":pk", AttributeValue::S(format!("env#{env}")))
                 .expression_attribute_values(":history", AttributeValue::S(HISTORY.into()))
                 .scan_index_forward(false)
-                .limit(i32::try_from(limit.min(1000)).unwrap_or(1000))
+                .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -695,11 +754,6 @@ impl Deployments {
                 return Ok(states);
             }
         }
-    }
-
-    /// Is `code` the table-missing error (for callers mapping it to "bootstrap first")?
-    pub fn is_missing_table(code: Option<&str>) -> bool {
-        is_missing_table(code)
     }
 }
 

@@ -59,6 +59,11 @@ impl ReleaseId {
         if text.is_empty() {
             return Err(invalid("it is empty"));
         }
+        if !text.is_ascii() {
+            return Err(invalid(
+                "it holds characters other than ASCII letters, digits and `-`",
+            ));
+        }
         let bytes = text.as_bytes();
         if bytes.len() < TIME_LEN + 1 + REVISION_LEN {
             return Err(invalid("it is too short"));
@@ -186,6 +191,7 @@ mod tests {
             ("20261201T121500Z-0123456789AB", "hexadecimal"),
             ("20261201T121500Z-0123456789ab-dirty-xyz", "content digest"),
             ("20261201T121500Z-0123456789ab; rm -rf /", "hexadecimal"),
+            ("2026120\u{20ac}T121500Z-0123456789ab", "ASCII"),
         ] {
             let error = ReleaseId::parse(text).unwrap_err();
             assert!(

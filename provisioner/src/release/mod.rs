@@ -87,8 +87,9 @@ impl ReleaseError {
             Self::Bundle { .. } => return None,
             Self::Tampered { .. } => {
                 "the artifact bucket is versioned: restore the object's earlier version \
-                 (`aws s3api list-object-versions --bucket <bucket> --prefix <key>`), or \
-                 publish the commit again as a new release and deploy that"
+                 (`aws s3api list-object-versions --bucket <bucket> --prefix <key>`, then \
+                 copy that version back over the key); objects are content-addressed, so \
+                 publishing the same build again reuses the changed object"
                     .into()
             }
             Self::NotFound { env, .. } => format!(

@@ -91,11 +91,13 @@ pub fn prune(
         let published = store::list(&clients.s3, &bucket).await?;
         let (kept, expirable) = decide(&published, &states, keep);
         let mut objects_tagged = 0;
-        if !dry_run && !expirable.is_empty() {
+        if !dry_run {
             let mut zips_kept = BTreeSet::new();
             for id in &kept {
                 if let Some(manifest) = store::read_manifest(&clients.s3, &bucket, id).await? {
                     zips_kept.extend(manifest.functions.iter().map(|f| f.key.clone()));
+                    // Kept now: lift what an earlier prune (with a smaller --keep) tagged.
+                    store::keep(&clients.s3, &bucket, &manifest).await?;
                 }
             }
             for id in &expirable {

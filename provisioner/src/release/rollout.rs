@@ -324,6 +324,8 @@ pub async fn run_with(
     )
     .await;
     heartbeat.abort();
+    // Wait until the heartbeat task is gone, so no lease update races the release.
+    let _ = heartbeat.await;
     match outcome {
         Ok(Ok(mut report)) => {
             let result = history_result(report.result);
@@ -476,7 +478,10 @@ async fn acquire(
         let current = match deployments.acquire(&env.name, holder, entry).await? {
             Ok(()) => return Ok(()),
             Err(LockRefused::NoTable) => return Err(not_bootstrapped(env)),
-            Err(LockRefused::JustReleased) => continue,
+            Err(LockRefused::JustReleased) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             Err(LockRefused::Held(current)) => current,
         };
         let stale = current.lease_expired() || current.process_gone();
@@ -697,6 +702,13 @@ fn check_rendering(
                 .is_none_or(|p| p.template_sha256 != stack.sha256)
         })
         .map(|stack| stack.stack_name.clone())
+        .chain(
+            published
+                .stacks
+                .iter()
+                .filter(|p| !rendered.stacks.iter().any(|s| s.id == p.id))
+                .map(|p| format!("{} (no longer rendered)", p.stack_name)),
+        )
         .collect();
     if differing.is_empty() {
         return Ok(());
@@ -725,7 +737,7 @@ fn zips_for(
                 .settings
                 .functions
                 .iter()
-                .into_iter()
+                .iter()
                 .find(|(name, _)| *name == function.name)
                 .map(|(_, settings)| settings.architecture.as_str())
                 .unwrap_or("x86_64");
@@ -807,6 +819,8 @@ async fn deploy_locked(
             .filter_map(|z| fetched.manifest.function(&z.function, &z.architecture))
             .collect();
         store::verify_zips(&clients.s3, bucket, id, &used).await?;
+        // A release being deployed is kept, whatever an earlier prune decided.
+        store::keep(&clients.s3, bucket, &fetched.manifest).await?;
     }
     let options = EngineOptions {
         mode: Mode::Deploy,
@@ -881,6 +895,9 @@ async fn plan(
         Ok(prepared) => prepared,
         Err(exit) => return Ok(Err(exit)),
     };
+    if assembled.is_none() {
+        check_rendering(&manifest, &prepared.env.name, &prepared.rendered)?;
+    }
     let zips = zips_for(&manifest, renderer, &prepared.env)?;
     let mut values = BTreeMap::from([(ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.clone())]);
     for zip in &zips {

@@ -120,6 +120,20 @@ fn parse_manifest(id: &ReleaseId, bytes: &[u8]) -> Result<BundleManifest, Error>
         }
         .into());
     }
+    let recomputed = bundle::content_digest(
+        &manifest.functions,
+        &manifest.sources.files,
+        &manifest.environments,
+    );
+    if recomputed != manifest.content_sha256 {
+        return Err(ReleaseError::Tampered {
+            id: id.clone(),
+            what: format!("releases/{id}/manifest.json (its content digest)"),
+            expected: manifest.content_sha256.clone(),
+            actual: recomputed,
+        }
+        .into());
+    }
     Ok(manifest)
 }
 
@@ -174,6 +188,10 @@ pub async fn publish(client: &Client, bucket: &str, bundle: &Bundle) -> Result<P
         .iter()
         .filter(|zip| !existing.contains(&zip.key))
         .collect();
+    // Zips shared with earlier releases: keep them, whatever an earlier prune decided.
+    for zip in bundle.zips.iter().filter(|zip| existing.contains(&zip.key)) {
+        untag(client, bucket, &zip.key).await?;
+    }
     let uploads = pending.iter().map(|zip| async move {
         let body = ByteStream::from_path(&zip.path)
             .await
@@ -411,6 +429,16 @@ pub async fn copy_release(
         .filter(|f| !existing.contains(&f.key))
         .map(|f| (f.key.clone(), f.sha256.clone(), "application/zip"))
         .collect();
+    // Zips the target already holds (shared with earlier releases) are checked too.
+    let present: Vec<&ReleaseFunction> = manifest
+        .functions
+        .iter()
+        .filter(|f| existing.contains(&f.key))
+        .collect();
+    verify_zips(to, to_bucket, id, &present).await?;
+    for zip in &present {
+        untag(to, to_bucket, &zip.key).await?;
+    }
     objects.push((
         manifest.sources.key.clone(),
         manifest.sources.sha256.clone(),
@@ -523,4 +551,26 @@ pub async fn tag_expirable(
             .map_err(|error| aws(format!("PutObjectTagging s3://{bucket}/{key}"), &error))?;
     }
     Ok(keys.len())
+}
+
+/// Removes the expirable tag from one object (a no-op when it has none).
+async fn untag(client: &Client, bucket: &str, key: &str) -> Result<(), Error> {
+    client
+        .delete_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|error| aws(format!("DeleteObjectTagging s3://{bucket}/{key}"), &error))?;
+    Ok(())
+}
+
+/// Removes the expirable tag from every object of a release, so the bucket keeps it.
+pub async fn keep(client: &Client, bucket: &str, manifest: &BundleManifest) -> Result<(), Error> {
+    untag(client, bucket, &release_key(&manifest.id, MANIFEST_FILE)).await?;
+    untag(client, bucket, &manifest.sources.key).await?;
+    for zip in &manifest.functions {
+        untag(client, bucket, &zip.key).await?;
+    }
+    Ok(())
 }

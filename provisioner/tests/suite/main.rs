@@ -14,6 +14,7 @@ mod deploy_moto;
 mod package_glibc;
 mod package_release;
 mod package_zip;
+mod promote_mocks;
 mod releases;
 mod render_output;
 mod render_snapshots;

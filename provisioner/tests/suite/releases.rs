@@ -908,6 +908,63 @@ fn a_lock_left_by_a_dead_process_is_refused_until_unlock_breaks_it_on_record() {
     let nothing = ok(&fixture, &["unlock", "--env", "local", "--reason", "again"]);
     assert_eq!(nothing["unlocked"], false);
 
+    // A lock whose lease is being renewed (this very process holds it) is alive: unlock
+    // refuses it unless forced.
+    let alive = LockHolder::this_process(
+        "arn:aws:sts::123456789012:user/ops",
+        "deploy",
+        "r",
+        std::time::Duration::from_secs(3600),
+    );
+    let entry = HistoryEntry::start("local", "deploy", None, &alive.caller);
+    block_on(deployments.acquire("local", &alive, &entry))
+        .expect("write")
+        .expect("the lock was free");
+    let refused = run(
+        &fixture,
+        &["unlock", "--env", "local", "--reason", "impatient"],
+    );
+    assert_eq!(refused.exit, Exit::Failed);
+    assert!(
+        refused.error().contains("is alive") && refused.error().contains("--force"),
+        "{}",
+        refused.error()
+    );
+    let forced = ok(
+        &fixture,
+        &[
+            "unlock",
+            "--env",
+            "local",
+            "--reason",
+            "runner killed",
+            "--force",
+        ],
+    );
+    assert_eq!(forced["unlocked"], true);
+    // The deploy that held it finds its lock gone: it records its end, and leaves the
+    // state to whoever deploys next.
+    let mut end = entry.clone();
+    end.result = "deployed".into();
+    let state = block_on(deployments.state("local"))
+        .expect("state")
+        .expect("a state");
+    let kept = block_on(deployments.finish(
+        "local",
+        &alive.owner_id,
+        &end,
+        Some(&state.after("r", "deployed", "now", 10)),
+    ))
+    .expect("finish");
+    assert!(!kept, "the lock had been broken");
+    let after = block_on(deployments.state("local"))
+        .expect("state")
+        .expect("a state");
+    assert_eq!(
+        after, state,
+        "a deploy that lost its lock does not overwrite the state"
+    );
+
     // An expired lease (a holder on another machine that stopped its heartbeat).
     let mut gone = LockHolder::this_process(
         "arn:aws:sts::123456789012:user/ops",
@@ -1012,6 +1069,47 @@ fn bad_release_inputs_get_errors_that_name_the_fix() {
         "only the bootstrap stack: nothing deployed"
     );
     assert_eq!(history(&fixture, "local")[0]["result"], "failed");
+
+    // A manifest edited in the bucket (a zip's digest pointed elsewhere).
+    let manifest_key = format!("releases/{id}/manifest.json");
+    let mut edited = published["manifest"].clone();
+    edited["functions"][1]["sha256"] = Value::from("0".repeat(64));
+    block_on(
+        aws.s3
+            .put_object()
+            .bucket("datasync-artifacts-123456789012-us-east-1")
+            .key(&manifest_key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                serde_json::to_vec(&edited).expect("json"),
+            ))
+            .send(),
+    )
+    .expect("edit the manifest");
+    let cache = fixture.root().join("build/releases");
+    std::fs::remove_dir_all(&cache).expect("drop the local copy");
+    let edited_run = run(
+        &fixture,
+        &["deploy", "--env", "local", "--release", &id, "--yes"],
+    );
+    assert_eq!(edited_run.exit, Exit::Failed);
+    assert!(
+        edited_run
+            .error()
+            .contains("manifest.json (its content digest)"),
+        "{}",
+        edited_run.error()
+    );
+    block_on(
+        aws.s3
+            .put_object()
+            .bucket("datasync-artifacts-123456789012-us-east-1")
+            .key(&manifest_key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                serde_json::to_vec(&published["manifest"]).expect("json"),
+            ))
+            .send(),
+    )
+    .expect("restore the manifest");
 
     // An environment the release does not have.
     add_environment(&fixture, "later", "us-east-1", "123456789012");
