@@ -225,23 +225,52 @@ pub async fn publish(client: &Client, bucket: &str, bundle: &Bundle) -> Result<P
         &manifest.sources.sha256,
     )
     .await?;
+    // The manifest last, and only if no other publisher wrote one first (two pipelines
+    // publishing the same commit at once): it is what makes the release exist.
     let text = serde_json::to_vec_pretty(manifest).unwrap_or_default();
-    let digest = sha256_hex(&text);
-    put(
-        client,
-        bucket,
-        &release_key(id, MANIFEST_FILE),
-        ByteStream::from(text),
-        "application/json",
-        &digest,
-    )
-    .await?;
-    Ok(Published {
-        id: id.clone(),
-        bucket: bucket.to_string(),
-        created: true,
-        uploaded,
-    })
+    let key = release_key(id, MANIFEST_FILE);
+    let written = client
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .content_type("application/json")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .metadata("sha256", sha256_hex(&text))
+        .if_none_match("*")
+        .body(ByteStream::from(text))
+        .send()
+        .await;
+    match written {
+        Ok(_) => Ok(Published {
+            id: id.clone(),
+            bucket: bucket.to_string(),
+            created: true,
+            uploaded,
+        }),
+        Err(error)
+            if error.code() == Some("PreconditionFailed")
+                || error
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 412) =>
+        {
+            let theirs = read_manifest(client, bucket, id).await?;
+            match theirs {
+                Some(theirs) if theirs.content_sha256 == manifest.content_sha256 => Ok(Published {
+                    id: id.clone(),
+                    bucket: bucket.to_string(),
+                    created: false,
+                    uploaded,
+                }),
+                Some(theirs) => Err(ReleaseError::Conflict {
+                    id: id.clone(),
+                    differences: manifest.differences(&theirs),
+                }
+                .into()),
+                None => Err(aws(format!("PutObject s3://{bucket}/{key}"), &error)),
+            }
+        }
+        Err(error) => Err(aws(format!("PutObject s3://{bucket}/{key}"), &error)),
+    }
 }
 
 /// A release on this machine: its manifest and its sources, checked.

@@ -308,6 +308,73 @@ fn a_release_is_published_once_and_different_content_under_its_id_is_refused() {
 }
 
 #[test]
+fn two_pipelines_publishing_one_commit_with_different_builds_at_once_create_it_once() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let first = local_fixture(&moto.endpoint_url());
+    ok(&first, &["bootstrap", "--env", "local", "--yes"]);
+    // A second checkout of the very same commit, whose build came out differently.
+    let second = Fixture {
+        dir: tempfile::tempdir().expect("temp dir"),
+    };
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", first.root().display()))
+        .arg(second.root())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    write_zips(&second, "another toolchain");
+    let barrier = Arc::new(Barrier::new(2));
+    let fixtures = [Arc::new(first), Arc::new(second)];
+    let handles: Vec<_> = fixtures
+        .iter()
+        .map(|fixture| {
+            let fixture = Arc::clone(fixture);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                run(
+                    &fixture,
+                    &["--output", "json", "release", "publish", "--env", "local"],
+                )
+            })
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    let created: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| o.exit == Exit::Success && o.json()["created"] == true)
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "exactly one publisher creates the release"
+    );
+    let other = outcomes
+        .iter()
+        .find(|o| o.exit != Exit::Success || o.json()["created"] != true)
+        .expect("the other publisher");
+    assert_eq!(other.exit, Exit::Failed, "{}", other.stdout);
+    assert!(
+        other
+            .error()
+            .contains("already published with different content"),
+        "{}",
+        other.error()
+    );
+    let id = created[0].json()["id"].as_str().expect("id").to_string();
+    let shown = ok(&fixtures[0], &["release", "show", "--env", "local", &id]);
+    assert_eq!(
+        shown,
+        created[0].json()["manifest"],
+        "the winner's manifest is the release"
+    );
+}
+
+#[test]
 fn a_release_deploys_its_own_templates_and_zips_whatever_the_checkout_holds_now() {
     let moto = emulator::MotoServer::start().expect("moto starts");
     let fixture = local_fixture(&moto.endpoint_url());
