@@ -6,48 +6,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use common::Fixture;
 use serde_json::Value;
 
 fn provisioner() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
-    let venv = common::repo_root().join(".venv/bin");
-    let path = std::env::var("PATH").unwrap_or_default();
-    command
-        .env("PATH", format!("{}:{path}", venv.display()))
-        .env_remove("RUST_LOG");
-    command
-}
-
-/// Runs `provisioner local down` when dropped, so a failing test leaves nothing running.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = provisioner()
-            .arg("--root")
-            .arg(&self.0)
-            .args(["local", "down", "--env", "probe"])
-            .output();
-    }
-}
-
-/// Processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            (pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle))
-                .then_some(pid)
-        })
-        .collect()
+    common::provisioner_binary()
 }
 
 fn signal(pids: &[u32], signal: &str) {
@@ -121,7 +86,10 @@ fn the_probe_follows_a_record_through_every_hop_and_names_the_one_that_broke() {
         &format!("extends: local\nregion: us-west-2\nendpoint_url: http://127.0.0.1:{emulator}\n"),
     );
     fixture.commit();
-    let _down = Down(root.clone());
+    let _down = common::LocalDown {
+        root: root.clone(),
+        env: "probe".into(),
+    };
     let mut up = provisioner()
         .arg("--root")
         .arg(&root)
@@ -175,7 +143,7 @@ fn the_probe_follows_a_record_through_every_hop_and_names_the_one_that_broke() {
 
     // Freeze every worker process: the record is accepted and then goes nowhere.
     let workers =
-        processes_mentioning(&format!("{}/.local/probe/functions/worker", root.display()));
+        common::processes_mentioning(&format!("{}/.local/probe/functions/worker", root.display()));
     assert!(!workers.is_empty(), "the host runs the worker");
     signal(&workers, "-STOP");
     let (code, report, stderr) = probe(&root, "5s");

@@ -796,18 +796,8 @@ async fn deploy_locked(
     };
     check_rendering(&fetched.manifest, &prepared.env.name, &prepared.rendered)?;
     let zips = zips_for(&fetched.manifest, &renderer, &prepared.env)?;
-    let mut values = BTreeMap::from([(ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.to_string())]);
-    for zip in &zips {
-        values.insert(code_key_parameter(&zip.function), zip.key.clone());
-    }
-    let specs = stack_specs(&prepared.rendered, &values)?;
-    let bootstrap_stack = checkout_env.names.bootstrap.stack.clone();
-    let mut names: Vec<String> = specs.iter().map(|s| s.stack_name.clone()).collect();
-    names.push(bootstrap_stack.clone());
-    let mut deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
-    if deployed.remove(&bootstrap_stack).is_none() {
-        return Err(not_bootstrapped(checkout_env));
-    }
+    let (specs, deployed) =
+        specs_and_deployed(clients, checkout_env, &prepared, &zips, bucket).await?;
     let changes_ahead = specs.iter().any(|spec| {
         deployed
             .get(&spec.stack_name)
@@ -846,6 +836,37 @@ async fn deploy_locked(
         history_id: None,
         aws_requests: 0,
     }))
+}
+
+/// The stacks as the engine takes them (bucket and zip keys as parameters), and what is
+/// deployed of them, read with the one DescribeStacks that also proves the account and
+/// region are bootstrapped.
+async fn specs_and_deployed(
+    clients: &AwsClients,
+    checkout_env: &Environment,
+    prepared: &crate::deploy::setup::Prepared,
+    zips: &[DeployedZip],
+    bucket: &str,
+) -> Result<
+    (
+        Vec<crate::deploy::StackSpec>,
+        BTreeMap<String, stacks::DeployedStack>,
+    ),
+    Error,
+> {
+    let mut values = BTreeMap::from([(ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.to_string())]);
+    for zip in zips {
+        values.insert(code_key_parameter(&zip.function), zip.key.clone());
+    }
+    let specs = stack_specs(&prepared.rendered, &values)?;
+    let bootstrap_stack = checkout_env.names.bootstrap.stack.clone();
+    let mut names: Vec<String> = specs.iter().map(|s| s.stack_name.clone()).collect();
+    names.push(bootstrap_stack.clone());
+    let mut deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
+    if deployed.remove(&bootstrap_stack).is_none() {
+        return Err(not_bootstrapped(checkout_env));
+    }
+    Ok((specs, deployed))
 }
 
 async fn run_engine(
@@ -899,18 +920,8 @@ async fn plan(
         check_rendering(&manifest, &prepared.env.name, &prepared.rendered)?;
     }
     let zips = zips_for(&manifest, renderer, &prepared.env)?;
-    let mut values = BTreeMap::from([(ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.clone())]);
-    for zip in &zips {
-        values.insert(code_key_parameter(&zip.function), zip.key.clone());
-    }
-    let specs = stack_specs(&prepared.rendered, &values)?;
-    let bootstrap_stack = checkout_env.names.bootstrap.stack.clone();
-    let mut names: Vec<String> = specs.iter().map(|s| s.stack_name.clone()).collect();
-    names.push(bootstrap_stack.clone());
-    let mut deployed = stacks::describe_many(&clients.cloudformation, &names).await?;
-    if deployed.remove(&bootstrap_stack).is_none() {
-        return Err(not_bootstrapped(checkout_env));
-    }
+    let (specs, deployed) =
+        specs_and_deployed(clients, checkout_env, &prepared, &zips, &bucket).await?;
     let deployments = Deployments::new(
         clients.dynamodb.clone(),
         &checkout_env.names.bootstrap.deployments_table,

@@ -94,3 +94,46 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The real `provisioner` binary, with the pinned tools of `.venv/` on its PATH.
+pub fn provisioner_binary() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    let venv = repo_root().join(".venv/bin");
+    let path = std::env::var("PATH").unwrap_or_default();
+    command
+        .env("PATH", format!("{}:{path}", venv.display()))
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// Runs `provisioner local down --env <env>` when dropped, so a failing test leaves
+/// nothing running.
+pub struct LocalDown {
+    pub root: PathBuf,
+    pub env: String,
+}
+
+impl Drop for LocalDown {
+    fn drop(&mut self) {
+        let _ = provisioner_binary()
+            .arg("--root")
+            .arg(&self.root)
+            .args(["local", "down", "--env", &self.env])
+            .output();
+    }
+}
+
+/// Processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle))
+                .then_some(pid)
+        })
+        .collect()
+}
