@@ -400,6 +400,10 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // As Lambda scales the queue's consumer, the host runs the event source's maximum
+    // concurrency (5, from defaults.yaml) of worker instances at once.
+    let instances = processes_mentioning("functions/worker-");
+    assert_eq!(instances.len(), 5, "worker processes: {instances:?}");
     http(
         "POST",
         &format!("{downstream}/_control/fail"),

@@ -66,6 +66,9 @@ pub struct QueueSource {
     pub batch_size: i32,
     pub batching_window: Duration,
     pub report_batch_item_failures: bool,
+    /// The mapping's maximum concurrency: how many instances of the function Lambda runs
+    /// for this queue at most, each polling and invoking on its own.
+    pub maximum_concurrency: u32,
 }
 
 /// The HTTP route in front of ingest.
@@ -139,7 +142,12 @@ pub async fn discover(
             function_name,
         });
     }
-    let queue = queue_source(clients, &names.function("worker")).await?;
+    let queue = queue_source(
+        clients,
+        &names.function("worker"),
+        env.settings.queue.maximum_concurrency,
+    )
+    .await?;
     let route = http_route(clients, &names.stack("compute")).await?;
     let schedule = schedule_source(clients, &names.schedule_rule).await?;
     Ok(Deployment {
@@ -153,6 +161,7 @@ pub async fn discover(
 async fn queue_source(
     clients: &EmulatorClients,
     function_name: &str,
+    configured_concurrency: u32,
 ) -> Result<QueueSource, LocalError> {
     let mappings = clients
         .lambda
@@ -191,6 +200,13 @@ async fn queue_source(
             .function_response_types()
             .iter()
             .any(|t| t.as_str() == "ReportBatchItemFailures"),
+        maximum_concurrency: mapping
+            .scaling_config()
+            .and_then(|scaling| scaling.maximum_concurrency())
+            .and_then(|n| u32::try_from(n).ok())
+            // moto may not keep the scaling config; the environment declared it.
+            .unwrap_or(configured_concurrency)
+            .max(1),
         queue_arn,
         queue_url,
     })

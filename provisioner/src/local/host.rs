@@ -1,6 +1,8 @@
 //! The function host: for each deployed function a Runtime API and a process running its
-//! real binary, with the event sources (HTTP route, queue, schedule) and, where the
-//! environment asks for it, the local downstream target.
+//! real binary (for the queue's consumer, as many instances as the event source's maximum
+//! concurrency, each polling the queue and invoking its own process, as Lambda scales),
+//! with the event sources (HTTP route, queue, schedule) and, where the environment asks
+//! for it, the local downstream target.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -78,36 +80,56 @@ impl Host {
         for function in &deployment.functions {
             let binary =
                 discover::deployed_binary(&options.build_dir, function, &options.work_dir)?;
-            let api = RuntimeApi::start(&function.arn)
-                .await
-                .map_err(|source| LocalError::Io {
-                    action: "listen for the Runtime API of".into(),
-                    path: PathBuf::from(&function.function_name),
-                    source,
-                })?;
+            // As Lambda scales a queue's consumer: up to the mapping's maximum concurrency
+            // instances, each a process of its own with its own Runtime API and poller.
+            let instances = if function.name == deployment.queue.function {
+                deployment.queue.maximum_concurrency.max(1)
+            } else {
+                1
+            };
             let mut environment = function.environment.clone();
             environment.extend([
                 ("AWS_ENDPOINT_URL".to_string(), options.endpoint_url.clone()),
                 ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
                 ("AWS_SECRET_ACCESS_KEY".to_string(), "test".to_string()),
             ]);
-            let launch = FunctionLaunch {
-                name: function.name.clone(),
-                function_name: function.function_name.clone(),
-                binary,
-                memory_mb: function.memory_mb,
-                timeout: function.timeout,
-                environment,
-            };
-            tasks.spawn(process::supervise(
-                launch,
-                api.clone(),
-                region.clone(),
-                stopped.clone(),
-            ));
-            apis.insert(function.name.clone(), (api, function.timeout));
+            let mut function_apis = Vec::new();
+            for instance in 0..instances {
+                let api =
+                    RuntimeApi::start(&function.arn)
+                        .await
+                        .map_err(|source| LocalError::Io {
+                            action: "listen for the Runtime API of".into(),
+                            path: PathBuf::from(&function.function_name),
+                            source,
+                        })?;
+                let name = if instances > 1 {
+                    format!("{}#{}", function.name, instance + 1)
+                } else {
+                    function.name.clone()
+                };
+                let launch = FunctionLaunch {
+                    name,
+                    function_name: function.function_name.clone(),
+                    binary: binary.clone(),
+                    memory_mb: function.memory_mb,
+                    timeout: function.timeout,
+                    environment: environment.clone(),
+                };
+                tasks.spawn(process::supervise(
+                    launch,
+                    api.clone(),
+                    region.clone(),
+                    stopped.clone(),
+                ));
+                function_apis.push(api);
+            }
+            apis.insert(function.name.clone(), (function_apis, function.timeout));
         }
-        let api_of = |name: &str| apis.get(name).cloned();
+        let api_of = |name: &str| {
+            apis.get(name)
+                .and_then(|(apis, timeout)| Some((apis.first()?.clone(), *timeout)))
+        };
         if let Some((api, timeout)) = api_of(&deployment.route.function) {
             let route = deployment.route.clone();
             let account = account_id.clone();
@@ -120,15 +142,17 @@ impl Host {
                 }
             });
         }
-        if let Some((api, timeout)) = api_of(&deployment.queue.function) {
-            tasks.spawn(sources::poll_queue(
-                deployment.queue.clone(),
-                clients.sqs.clone(),
-                api,
-                timeout,
-                region.clone(),
-                stopped.clone(),
-            ));
+        if let Some((instances, timeout)) = apis.get(&deployment.queue.function) {
+            for api in instances {
+                tasks.spawn(sources::poll_queue(
+                    deployment.queue.clone(),
+                    clients.sqs.clone(),
+                    api.clone(),
+                    *timeout,
+                    region.clone(),
+                    stopped.clone(),
+                ));
+            }
         }
         if let Some((api, timeout)) = api_of(&deployment.schedule.function) {
             tasks.spawn(sources::run_schedule(

@@ -145,10 +145,17 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client) -> (String, String
     (records, ledger)
 }
 
-/// A worker against moto and `downstream_url`, with fast retries.
+/// A worker against moto and `downstream_url`, with fast retries. Its DynamoDB calls go
+/// through a [`serial`] proxy: the worker writes concurrently, and moto's conditional
+/// writes are only atomic when it is handed one request at a time.
 pub async fn worker(downstream_url: &str) -> Worker {
     let sdk = sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let proxy = serial::start(&moto_endpoint()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(proxy)
+            .build(),
+    );
     let (records_table, ledger_table) = create_tables(&dynamodb).await;
     let config = WorkerConfig {
         records_table,
