@@ -16,6 +16,7 @@
 
 mod http;
 mod locate;
+pub mod serial;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};

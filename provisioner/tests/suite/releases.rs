@@ -310,7 +310,9 @@ fn a_release_is_published_once_and_different_content_under_its_id_is_refused() {
 #[test]
 fn two_pipelines_publishing_one_commit_with_different_builds_at_once_create_it_once() {
     let moto = emulator::MotoServer::start().expect("moto starts");
-    let first = local_fixture(&moto.endpoint_url());
+    // S3's conditional write is atomic; moto's threads are not (see emulator::serial).
+    let strict = emulator::serial::SerialProxy::start(&moto.endpoint_url()).expect("proxy");
+    let first = local_fixture(&strict.endpoint_url());
     ok(&first, &["bootstrap", "--env", "local", "--yes"]);
     // A second checkout of the very same commit, whose build came out differently.
     let second = Fixture {
@@ -710,7 +712,9 @@ fn the_account_guard_refuses_credentials_of_another_account() {
 #[test]
 fn two_deploys_started_together_never_run_at_once() {
     let moto = emulator::MotoServer::start().expect("moto starts");
-    let fixture = Arc::new(local_fixture(&moto.endpoint_url()));
+    // DynamoDB's conditional writes are atomic; moto's threads are not (emulator::serial).
+    let strict = emulator::serial::SerialProxy::start(&moto.endpoint_url()).expect("proxy");
+    let fixture = Arc::new(local_fixture(&strict.endpoint_url()));
     ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
     let published = ok(&fixture, &["release", "publish", "--env", "local"]);
     let id = published["id"].as_str().expect("id").to_string();
