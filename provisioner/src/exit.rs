@@ -14,7 +14,8 @@ pub enum Exit {
     Usage = 2,
     /// Rendered templates failed validation (render checks or cfn-lint).
     ValidationFailed = 3,
-    /// A safety guard refused to go on (stateful replacement, no confirmation).
+    /// The stateful guard refused a change set: it would remove or replace a resource
+    /// holding data (`--allow-replace stack/LogicalId` lets one through).
     Refused = 4,
     /// `plan --detailed-exitcode` found changes to apply.
     ChangesPresent = 5,
@@ -27,6 +28,21 @@ pub enum Exit {
     OlderRelease = 8,
     /// `promote` refused: the source environment is not healthy enough to promote from.
     PromotionRefused = 9,
+    /// A change set needs confirmation and there is no terminal to ask on and no `--yes`.
+    NeedsConfirmation = 10,
+    /// The person answered no at the confirmation prompt.
+    Declined = 11,
+    /// The deploy was rolled back: CloudFormation rolled a stack update back (a resource
+    /// failed or a rollback trigger alarm fired), or the bake saw an alarm and the
+    /// previous release was deployed again.
+    RolledBack = 12,
+    /// `drift` found resources changed outside the provisioner.
+    Drifted = 13,
+    /// `status --detailed-exitcode`: a stack is not in a settled, healthy state.
+    Unhealthy = 14,
+    /// Interrupted (Ctrl-C / SIGINT): what was running was let finish or cancelled, and
+    /// the lock released. The shell's convention for SIGINT.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
