@@ -287,6 +287,16 @@ pub struct DeployArgs {
     /// Wait this long for another deploy's lock (e.g. 10m); by default fail at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub lock_timeout: Duration,
+    /// After the last stack settles, watch the environment's alarms this long (e.g.
+    /// 15m); an alarm entering ALARM rolls back to the previous release (exit 12).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub bake: Option<Duration>,
+    /// Run the end-to-end probe at the start of the bake; a failed probe rolls back too.
+    #[arg(long, requires = "bake")]
+    pub probe: bool,
+    /// How long the bake's probe waits for its record at each hop.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s", requires = "probe")]
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -418,6 +428,10 @@ pub struct StatusArgs {
     /// Environment to inspect.
     #[arg(long, value_name = "ENV")]
     pub env: String,
+    /// Exit 14 when any stack is missing or not in a settled, healthy state
+    /// (CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE or IMPORT_COMPLETE).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }
 
 #[derive(Debug, Args)]

@@ -35,13 +35,17 @@ pub enum Error {
     },
 }
 
-/// The guards whose refusals have exit codes of their own.
+/// The stops that have exit codes of their own: guards that refused, and a person who
+/// interrupted, declined or could not be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     WrongAccount,
     Locked,
     OlderRelease,
     PromotionRefused,
+    Interrupted,
+    NeedsConfirmation,
+    Declined,
 }
 
 impl Refusal {
@@ -51,6 +55,9 @@ impl Refusal {
             Self::Locked => Exit::Locked,
             Self::OlderRelease => Exit::OlderRelease,
             Self::PromotionRefused => Exit::PromotionRefused,
+            Self::Interrupted => Exit::Interrupted,
+            Self::NeedsConfirmation => Exit::NeedsConfirmation,
+            Self::Declined => Exit::Declined,
         }
     }
 
@@ -61,6 +68,9 @@ impl Refusal {
             Self::Locked => "locked",
             Self::OlderRelease => "older-release",
             Self::PromotionRefused => "promotion-refused",
+            Self::Interrupted => "interrupted",
+            Self::NeedsConfirmation => "needs-confirmation",
+            Self::Declined => "declined",
         }
     }
 }

@@ -4,12 +4,14 @@
 //! rollout itself is [`crate::release::rollout`], shared with `promote` and `up`.
 
 use std::io::Write;
+use std::time::{Duration, SystemTime};
 
 use crate::cli::{ChangeArgs, DeployArgs, OutputFormat};
 use crate::commands::build::{build_for, resolve};
 use crate::deploy::engine::Mode;
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 use crate::exit::Exit;
+use crate::ops::bake::{deploy_then_bake, BakeRequest};
 use crate::output::{write_json, write_text};
 use crate::project::Project;
 use crate::release::rollout::{self, Kind, Report, Request, Source};
@@ -49,16 +51,37 @@ pub fn request(project: &Project, args: &ChangeArgs, mode: Mode) -> Result<Reque
     })
 }
 
-/// Writes the report as text or JSON.
+/// Writes the report as text or JSON; a JSON report of a run that ends with a failing
+/// `exit` also carries the failure's `error` document.
 pub fn write_report(
     report: &Report,
+    exit: Exit,
     format: OutputFormat,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     match format {
-        OutputFormat::Json => write_json(out, report),
+        OutputFormat::Json => write_json_with_failure(out, report, report.failure(exit)),
         OutputFormat::Text => write_text(out, &report.to_text()),
     }
+}
+
+/// Writes `document` as JSON with `failure`, when there is one, as its `error` key.
+pub fn write_json_with_failure(
+    out: &mut dyn Write,
+    document: &impl serde::Serialize,
+    failure: Option<ErrorBody>,
+) -> Result<(), Error> {
+    let mut document = serde_json::to_value(document).map_err(|error| Error::Other {
+        message: format!("could not encode the report as JSON: {error}"),
+        help: String::new(),
+    })?;
+    if let (Some(failure), Some(object)) = (failure, document.as_object_mut()) {
+        object.insert(
+            "error".into(),
+            serde_json::to_value(failure).unwrap_or_default(),
+        );
+    }
+    write_json(out, &document)
 }
 
 pub fn run(
@@ -71,10 +94,66 @@ pub fn run(
     request.yes = args.yes;
     request.allow_downgrade = args.allow_downgrade;
     request.lock_timeout = args.lock_timeout;
+    if let Some(duration) = args.bake {
+        let bake = BakeRequest {
+            env: args.change.env.clone(),
+            duration,
+            probe: args.probe,
+            probe_timeout: args.probe_timeout,
+            deploy_started: SystemTime::now(),
+            every: (duration / 10).clamp(Duration::from_secs(1), Duration::from_secs(15)),
+        };
+        let (baked, exit) = match deploy_then_bake(project, &request, &bake, format, out)? {
+            Ok(done) => done,
+            Err(exit) => return Ok(exit),
+        };
+        let failure = match (&baked.rollback, exit) {
+            (Some(rollback), Exit::RolledBack) => Some(ErrorBody {
+                kind: "rolled-back",
+                message: format!(
+                    "the bake of {} failed ({}); rolled back to {}",
+                    baked.deploy.env,
+                    baked
+                        .bake
+                        .as_ref()
+                        .and_then(|b| b.failure.as_ref())
+                        .map(|f| f.describe())
+                        .unwrap_or_default(),
+                    rollback.release
+                ),
+                fix: Some(
+                    "the environment runs the previous release again; find out why (the alarm's \
+                     history, runbooks/rollback.md), fix it and deploy again"
+                        .into(),
+                ),
+                exit_code: exit as u8,
+            }),
+            (Some(rollback), exit) => rollback.failure(exit),
+            (None, Exit::Interrupted) => Some(ErrorBody {
+                kind: "interrupted",
+                message: format!(
+                    "the bake of {} was interrupted; the new release stays deployed",
+                    baked.deploy.env
+                ),
+                fix: Some(format!(
+                    "watch its alarms by hand, or roll back with `provisioner rollback --env {}`",
+                    baked.deploy.env
+                )),
+                exit_code: exit as u8,
+            }),
+            (None, exit) => baked.deploy.failure(exit),
+        };
+        match format {
+            OutputFormat::Json => write_json_with_failure(out, &baked, failure)?,
+            OutputFormat::Text => write_text(out, &baked.to_text())?,
+        }
+        return Ok(exit);
+    }
     let report = match rollout::run(project, &request, format, out)? {
         Ok(report) => report,
         Err(exit) => return Ok(exit),
     };
-    write_report(&report, format, out)?;
-    Ok(rollout::deploy_exit(report.result))
+    let exit = rollout::deploy_exit(report.result);
+    write_report(&report, exit, format, out)?;
+    Ok(exit)
 }

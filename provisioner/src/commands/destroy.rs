@@ -59,7 +59,9 @@ pub fn run(
     }
     Ok(match outcome.result {
         DestroyResult::Destroyed | DestroyResult::NothingToDestroy => Exit::Success,
-        DestroyResult::Refused | DestroyResult::NotConfirmed => Exit::Refused,
+        DestroyResult::Refused => Exit::Refused,
+        DestroyResult::NotConfirmed => Exit::NeedsConfirmation,
+        DestroyResult::Declined => Exit::Declined,
         DestroyResult::Failed => Exit::Failed,
     })
 }

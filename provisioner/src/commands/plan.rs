@@ -16,12 +16,7 @@ use crate::release::rollout;
 
 /// The exit code of a plan: changes only count with `--detailed-exitcode`.
 pub fn exit_code(verdict: Verdict, detailed: bool) -> Exit {
-    match verdict {
-        Verdict::Failed => Exit::Failed,
-        Verdict::Refused => Exit::Refused,
-        Verdict::ChangesPresent | Verdict::Deployed if detailed => Exit::ChangesPresent,
-        Verdict::ChangesPresent | Verdict::Deployed | Verdict::NoChanges => Exit::Success,
-    }
+    verdict.exit(detailed)
 }
 
 pub fn run(
@@ -35,8 +30,9 @@ pub fn run(
         Ok(report) => report,
         Err(exit) => return Ok(exit),
     };
-    write_report(&report, format, out)?;
-    Ok(exit_code(report.result, args.detailed_exitcode))
+    let exit = exit_code(report.result, args.detailed_exitcode);
+    write_report(&report, exit, format, out)?;
+    Ok(exit)
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 use std::io::Write;
 
 use crate::cli::{OutputFormat, PromoteArgs};
+use crate::commands::deploy::write_json_with_failure;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::ops::promote::{self, PromoteRequest};
-use crate::output::{write_json, write_text};
+use crate::output::write_text;
 use crate::project::Project;
 use crate::release::rollout::deploy_exit;
 use crate::release::ReleaseId;
@@ -34,9 +35,10 @@ pub fn run(
         Ok(report) => report,
         Err(exit) => return Ok(exit),
     };
+    let exit = deploy_exit(report.deploy.result);
     match format {
-        OutputFormat::Json => write_json(out, &report)?,
+        OutputFormat::Json => write_json_with_failure(out, &report, report.deploy.failure(exit))?,
         OutputFormat::Text => write_text(out, report.to_text().trim_end())?,
     }
-    Ok(deploy_exit(report.deploy.result))
+    Ok(exit)
 }

@@ -35,6 +35,7 @@ pub fn run(
         Ok(report) => report,
         Err(exit) => return Ok(exit),
     };
-    write_report(&report, format, out)?;
-    Ok(rollout::deploy_exit(report.result))
+    let exit = rollout::deploy_exit(report.result);
+    write_report(&report, exit, format, out)?;
+    Ok(exit)
 }

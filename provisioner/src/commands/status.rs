@@ -1,17 +1,20 @@
 //! `provisioner status`: each stack of an environment as deployed (status, the release
 //! that last changed it, last update, outputs), one DescribeStacks call on a small account.
+//! With `--detailed-exitcode` it exits 14 when a stack is missing or not settled and
+//! healthy, so CI can gate on it.
 
 use std::io::Write;
 
 use serde::Serialize;
 
 use crate::cli::{OutputFormat, StatusArgs};
+use crate::commands::deploy::write_json_with_failure;
 use crate::deploy::clients::AwsClients;
 use crate::deploy::setup::{prepare, runtime, stack_specs_without_parameters};
 use crate::deploy::status::{self, StackStatus};
-use crate::error::Error;
+use crate::error::{Error, ErrorBody};
 use crate::exit::Exit;
-use crate::output::{write_json, write_text};
+use crate::output::write_text;
 use crate::project::Project;
 use crate::release::deployments::Deployments;
 use crate::render::Renderer;
@@ -25,10 +28,20 @@ struct StatusReport {
     release_since: Option<String>,
     /// The deploy lock's holder, when a deploy runs.
     locked_by: Option<String>,
+    /// Every stack deployed and settled in a healthy state.
+    healthy: bool,
+    /// The stacks that are not, each with why.
+    unhealthy: Vec<Unhealthy>,
     stacks: Vec<StackStatus>,
     /// Emulated environments only: where the records are.
     #[serde(skip_serializing_if = "Option::is_none")]
     records: Option<crate::local::counts::RecordCounts>,
+}
+
+#[derive(Serialize)]
+struct Unhealthy {
+    stack_name: String,
+    reason: String,
 }
 
 pub fn run(
@@ -64,18 +77,49 @@ pub fn run(
     let release = state.as_ref().and_then(|s| s.release.clone());
     let release_since = state.as_ref().and_then(|s| s.since.clone());
     let locked_by = lock.map(|holder| holder.describe());
+    let unhealthy: Vec<Unhealthy> = rows
+        .iter()
+        .filter_map(|row| {
+            row.unhealthy().map(|reason| Unhealthy {
+                stack_name: row.stack_name.clone(),
+                reason,
+            })
+        })
+        .collect();
+    let exit = if args.detailed_exitcode && !unhealthy.is_empty() {
+        Exit::Unhealthy
+    } else {
+        Exit::Success
+    };
+    let failure = (exit == Exit::Unhealthy).then(|| ErrorBody {
+        kind: "unhealthy",
+        message: unhealthy
+            .iter()
+            .map(|u| format!("{}: {}", u.stack_name, u.reason))
+            .collect::<Vec<_>>()
+            .join("; "),
+        fix: Some(format!(
+            "deploy the missing stacks, wait for running operations, or follow \
+             runbooks/stuck-stack.md (`provisioner recover --env {}`)",
+            args.env
+        )),
+        exit_code: exit as u8,
+    });
     tracing::info!("AWS API requests: {requests}");
     match format {
-        OutputFormat::Json => write_json(
+        OutputFormat::Json => write_json_with_failure(
             out,
             &StatusReport {
                 env: prepared.env.name.clone(),
                 release,
                 release_since,
                 locked_by,
+                healthy: unhealthy.is_empty(),
+                unhealthy,
                 stacks: rows,
                 records,
             },
+            failure,
         )?,
         OutputFormat::Text => {
             write_text(
@@ -93,11 +137,17 @@ pub fn run(
                 write_text(out, &format!("locked: a deploy is running, by {holder}"))?;
             }
             write_text(out, status::to_text(&rows).trim_end())?;
+            for stack in &unhealthy {
+                write_text(
+                    out,
+                    &format!("unhealthy: {}: {}", stack.stack_name, stack.reason),
+                )?;
+            }
             if let Some(records) = &records {
                 write_text(out, "")?;
                 write_text(out, &crate::local::counts::to_text(records))?;
             }
         }
     }
-    Ok(Exit::Success)
+    Ok(exit)
 }

@@ -94,6 +94,9 @@ pub fn run(
         yes: true,
         allow_downgrade: false,
         lock_timeout: Duration::ZERO,
+        bake: None,
+        probe: false,
+        probe_timeout: Duration::from_secs(60),
     };
     let mut deploy_report = Vec::new();
     let exit = super::deploy::run(project, &deploy, OutputFormat::Text, &mut deploy_report)?;

@@ -200,8 +200,17 @@ pub struct Alarms {
     pub function_throttles: u32,
     pub dynamodb_throttles: u32,
     pub api_5xx: u32,
+    /// Minutes CloudFormation keeps watching the deploy-health alarm (the rollback
+    /// trigger) after a stack update finishes, rolling the update back if it fires
+    /// (0 to 180; 0 watches only during the update).
+    #[serde(default = "default_rollback_monitoring_minutes")]
+    pub rollback_monitoring_minutes: u32,
     #[serde(default)]
     pub email_subscriptions: Vec<Email>,
+}
+
+fn default_rollback_monitoring_minutes() -> u32 {
+    5
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,9 @@ pub struct Names {
     pub dead_letter_queue: String,
     pub alarm_topic: String,
     pub dashboard: String,
+    /// The composite alarm every stack update carries as its rollback trigger and the
+    /// bake watches: any alarm that says a deploy broke the pipeline.
+    pub deploy_health_alarm: String,
     pub kms_alias: String,
     pub http_api: String,
     pub schedule_rule: String,
@@ -78,6 +81,7 @@ impl Names {
             dead_letter_queue: format!("{prefix}-records-dlq"),
             alarm_topic: format!("{prefix}-alarms"),
             dashboard: prefix.clone(),
+            deploy_health_alarm: format!("{prefix}-deploy-health"),
             kms_alias: format!("alias/{prefix}-data"),
             http_api: format!("{prefix}-ingest"),
             schedule_rule: format!("{prefix}-reconciler-schedule"),
@@ -127,6 +131,7 @@ impl Names {
             limit("SQS queue name", &self.dead_letter_queue, 80),
             limit("SNS topic name", &self.alarm_topic, 256),
             limit("CloudWatch dashboard name", &self.dashboard, 255),
+            limit("CloudWatch alarm name", &self.deploy_health_alarm, 255),
             limit("KMS alias", &self.kms_alias, 256),
             limit("EventBridge rule name", &self.schedule_rule, 64),
             limit("IAM managed policy name", &self.permissions_boundary, 128),

@@ -337,6 +337,12 @@ fn observability(c: &mut Collector, s: &Settings) {
             "use 10, 30, or a multiple of 60 up to 86400",
         );
     }
+    c.range(
+        key("alarms.rollback_monitoring_minutes"),
+        s.alarms.rollback_monitoring_minutes,
+        (0, 180),
+        "rollback monitoring time (minutes)",
+    );
 }
 
 fn edge(c: &mut Collector, s: &Settings) {

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use aws_sdk_cloudformation::types::{Capability, ChangeSetType, Parameter, Tag};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetType, Parameter, RollbackConfiguration, Tag,
+};
 use aws_sdk_cloudformation::Client;
 use serde::Serialize;
 
@@ -82,17 +84,20 @@ fn stack_parameters(spec: &StackSpec) -> Vec<Parameter> {
         .collect()
 }
 
-/// Creates a change set of `kind` for `spec`, tagging the stack with `release`.
+/// Creates a change set of `kind` for `spec`, tagging the stack with `release`; an
+/// update carries `rollback` (its rollback triggers and monitoring time).
 pub async fn create(
     client: &Client,
     spec: &StackSpec,
     kind: ChangeSetType,
     release: &str,
     role_arn: Option<&str>,
+    rollback: Option<RollbackConfiguration>,
 ) -> Result<ChangeSetHandle, DeployError> {
     let output = client
         .create_change_set()
         .set_role_arn(role_arn.map(str::to_string))
+        .set_rollback_configuration(rollback)
         .stack_name(&spec.stack_name)
         .change_set_name(new_name())
         .change_set_type(kind.clone())

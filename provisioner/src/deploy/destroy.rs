@@ -49,6 +49,7 @@ pub enum DestroyResult {
     NothingToDestroy,
     Refused,
     NotConfirmed,
+    Declined,
     Failed,
 }
 
@@ -187,7 +188,7 @@ pub async fn destroy(
         }
     };
     if !go {
-        outcome.result = DestroyResult::NotConfirmed;
+        outcome.result = DestroyResult::Declined;
         outcome.message = "declined at the prompt; nothing was deleted".into();
         return Ok(outcome);
     }

@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use aws_sdk_cloudformation::types::ChangeSetType;
+use aws_sdk_cloudformation::types::{
+    ChangeSetType, RollbackConfiguration, RollbackTrigger as RollbackTrigger_,
+};
+use aws_sdk_cloudwatch::types::AlarmType;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
@@ -18,6 +21,7 @@ use super::changeset::{self, ChangeSetHandle, ChangeSetState};
 use super::clients::AwsClients;
 use super::events::{self, EventWatcher};
 use super::guard;
+use super::interrupt::{Interrupt, Level};
 use super::progress::Progress;
 use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult};
 use super::stacks::{self, DeployedStack};
@@ -60,6 +64,19 @@ pub struct EngineOptions {
     /// The CloudFormation execution role every change set runs with (the bootstrap
     /// stack's); `None` runs them with the caller's own permissions (bootstrap itself).
     pub role_arn: Option<String>,
+    /// The rollback trigger every stack update carries, when the environment has one.
+    pub rollback: Option<RollbackTrigger>,
+    /// Ctrl-C: start nothing new, then cancel the updates in progress.
+    pub interrupt: Interrupt,
+}
+
+/// CloudFormation's RollbackConfiguration for a deploy: the environment's deploy-health
+/// alarm (by name; its ARN is looked up once, when the first change set is made, and the
+/// trigger is left out while the alarm does not exist yet) and the monitoring time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackTrigger {
+    pub alarm_name: String,
+    pub monitoring_minutes: u32,
 }
 
 enum Decision {
@@ -67,6 +84,7 @@ enum Decision {
     Discard,
     Refused,
     NotConfirmed(&'static str),
+    Declined,
 }
 
 type ReviewRequest = (Review, oneshot::Sender<Decision>);
@@ -75,6 +93,64 @@ struct Context {
     clients: AwsClients,
     options: EngineOptions,
     progress: Arc<Progress>,
+    /// The resolved rollback configuration (`None` inside: no trigger to set).
+    rollback: tokio::sync::OnceCell<Option<RollbackConfiguration>>,
+}
+
+impl Context {
+    /// The RollbackConfiguration for change sets of this run, looked up once.
+    async fn rollback_configuration(&self) -> Result<Option<RollbackConfiguration>, DeployError> {
+        let Some(trigger) = &self.options.rollback else {
+            return Ok(None);
+        };
+        self.rollback
+            .get_or_try_init(|| async {
+                let output = self
+                    .clients
+                    .cloudwatch
+                    .describe_alarms()
+                    .alarm_names(&trigger.alarm_name)
+                    .alarm_types(AlarmType::CompositeAlarm)
+                    .alarm_types(AlarmType::MetricAlarm)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        DeployError::aws(format!("DescribeAlarms {}", trigger.alarm_name), &error)
+                    })?;
+                let composite = output
+                    .composite_alarms()
+                    .iter()
+                    .filter_map(|alarm| alarm.alarm_arn())
+                    .map(|arn| (arn, "AWS::CloudWatch::CompositeAlarm"));
+                let metric = output
+                    .metric_alarms()
+                    .iter()
+                    .filter_map(|alarm| alarm.alarm_arn())
+                    .map(|arn| (arn, "AWS::CloudWatch::Alarm"));
+                let arn = composite
+                    .chain(metric)
+                    .next()
+                    .map(|(arn, kind)| (arn.to_string(), kind));
+                let Some((arn, kind)) = arn else {
+                    tracing::info!(
+                        "no rollback trigger: alarm {} does not exist yet (the observability \
+                         stack creates it)",
+                        trigger.alarm_name
+                    );
+                    return Ok(None);
+                };
+                Ok(Some(
+                    RollbackConfiguration::builder()
+                        .rollback_triggers(
+                            RollbackTrigger_::builder().arn(arn).r#type(kind).build(),
+                        )
+                        .monitoring_time_in_minutes(trigger.monitoring_minutes as i32)
+                        .build(),
+                ))
+            })
+            .await
+            .cloned()
+    }
 }
 
 /// Checks that dependencies name known stacks and form no cycle.
@@ -146,10 +222,12 @@ pub async fn run_on(
         .collect();
     let mode = options.mode;
     let confirmation = options.confirmation;
+    let interrupt = options.interrupt.clone();
     let context = Arc::new(Context {
         clients: clients.clone(),
         options,
         progress,
+        rollback: tokio::sync::OnceCell::new(),
     });
     let (review_tx, mut review_rx) = mpsc::unbounded_channel::<ReviewRequest>();
     let mut results: Vec<Option<StackOutcome>> = vec![None; specs.len()];
@@ -178,6 +256,13 @@ pub async fn run_on(
                     .filter(|o| !o.result.is_ok())
                     .map(|o| o.stack_name.as_str())
                     .collect();
+                if mode == Mode::Deploy && interrupt.is_stopping() {
+                    let mut outcome =
+                        StackOutcome::new(&spec.id, &spec.stack_name, StackResult::Interrupted);
+                    outcome.message = Some("not started: the deploy was interrupted".into());
+                    results[i] = Some(outcome);
+                    continue;
+                }
                 if mode == Mode::Deploy && !not_ok.is_empty() {
                     let mut outcome =
                         StackOutcome::new(&spec.id, &spec.stack_name, StackResult::Blocked);
@@ -242,7 +327,7 @@ fn decide(
     match confirmation {
         Confirmation::Yes => Decision::Execute,
         Confirmation::Prompt if reviewer.confirm(review) => Decision::Execute,
-        Confirmation::Prompt => Decision::NotConfirmed("declined at the prompt"),
+        Confirmation::Prompt => Decision::Declined,
         Confirmation::Unavailable => Decision::NotConfirmed(
             "no terminal to confirm on; pass --yes to execute without a prompt",
         ),
@@ -398,12 +483,18 @@ async fn process_stack(
         &spec.stack_name,
         &format!("creating {} change set", kind.as_str()),
     );
+    let rollback = if mode == Mode::Deploy && kind == ChangeSetType::Update {
+        context.rollback_configuration().await?
+    } else {
+        None
+    };
     let handle = match changeset::create(
         cfn,
         spec,
         kind.clone(),
         &context.options.release,
         context.options.role_arn.as_deref(),
+        rollback,
     )
     .await
     {
@@ -478,6 +569,13 @@ async fn process_stack(
         Decision::NotConfirmed("the review was interrupted")
     };
     match decision {
+        Decision::Execute if context.options.interrupt.is_stopping() => {
+            changeset::discard(cfn, &handle).await?;
+            outcome.result = StackResult::Interrupted;
+            outcome.message =
+                Some("not executed: the deploy was interrupted; change set deleted".into());
+            Ok(())
+        }
         Decision::Execute => execute(context, spec, &handle, outcome).await,
         Decision::Discard => {
             changeset::discard(cfn, &handle).await?;
@@ -495,6 +593,12 @@ async fn process_stack(
             changeset::discard(cfn, &handle).await?;
             outcome.result = StackResult::NotConfirmed;
             outcome.message = Some(format!("{why}; change set deleted"));
+            Ok(())
+        }
+        Decision::Declined => {
+            changeset::discard(cfn, &handle).await?;
+            outcome.result = StackResult::Declined;
+            outcome.message = Some("declined at the prompt; change set deleted".into());
             Ok(())
         }
     }
@@ -637,21 +741,40 @@ async fn finish_execution(
 ) -> Result<(), DeployError> {
     let cfn = &context.clients.cloudformation;
     let mut watcher = EventWatcher::new(stack_ref, Some(token), since);
-    let finished = events::wait_for_terminal(
+    let interrupt = &context.options.interrupt;
+    let wait = events::wait_for_terminal(
         cfn,
         &spec.stack_name,
         stack_ref,
         &mut watcher,
         context.options.poll,
         &context.progress,
-    )
-    .await?;
+    );
+    tokio::pin!(wait);
+    let mut cancelled = false;
+    let finished = loop {
+        tokio::select! {
+            finished = &mut wait => break finished?,
+            _ = interrupt.reached(Level::Cancelling), if !cancelled => {
+                cancelled = true;
+                cancel_update(context, spec, stack_ref, outcome).await;
+            }
+        }
+    };
     outcome.status = Some(finished.status.clone());
     if stacks::is_success(&finished.status) {
         outcome.result = StackResult::Deployed;
         return Ok(());
     }
-    outcome.result = StackResult::Failed;
+    outcome.result = match finished.status.as_str() {
+        "UPDATE_ROLLBACK_COMPLETE" if cancelled => StackResult::Interrupted,
+        "UPDATE_ROLLBACK_COMPLETE" => StackResult::RolledBack,
+        _ => StackResult::Failed,
+    };
+    if cancelled && outcome.result == StackResult::Interrupted {
+        outcome.message = Some("the update was cancelled and rolled back".into());
+        return Ok(());
+    }
     outcome.root_cause = events::root_cause(&finished.events, &spec.stack_name);
     outcome.message = Some(match (&outcome.root_cause, &finished.reason) {
         (Some(cause), _) => format!(
@@ -662,7 +785,14 @@ async fn finish_execution(
             cause.reason.as_deref().unwrap_or("no reason given")
         ),
         (None, Some(reason)) => reason.clone(),
-        (None, None) => "the stack did not reach a successful state".into(),
+        (None, None) => finished
+            .events
+            .iter()
+            .filter(|e| {
+                e.logical_id == spec.stack_name && e.status.ends_with("ROLLBACK_IN_PROGRESS")
+            })
+            .find_map(|e| e.reason.clone())
+            .unwrap_or_else(|| "the stack did not reach a successful state".into()),
     });
     if finished.status == "ROLLBACK_COMPLETE" {
         outcome.notes.push(
@@ -670,6 +800,42 @@ async fn finish_execution(
         );
     }
     Ok(())
+}
+
+/// The second Ctrl-C: CancelUpdateStack for an update in progress. A create cannot be
+/// cancelled; it is left to finish (or fail and roll back) on its own.
+async fn cancel_update(
+    context: &Context,
+    spec: &StackSpec,
+    stack_ref: &str,
+    outcome: &mut StackOutcome,
+) {
+    let cfn = &context.clients.cloudformation;
+    let busy_updating = stacks::describe(cfn, stack_ref)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|stack| stack.status == "UPDATE_IN_PROGRESS");
+    if !busy_updating {
+        let note =
+            "not cancelled: only an update in progress can be cancelled; waiting for it to end";
+        context.progress.note(&spec.stack_name, note);
+        outcome.notes.push(note.into());
+        return;
+    }
+    context
+        .progress
+        .note(&spec.stack_name, "cancelling the update in progress");
+    match cfn.cancel_update_stack().stack_name(stack_ref).send().await {
+        Ok(_) => outcome
+            .notes
+            .push("the update in progress was cancelled (CancelUpdateStack)".into()),
+        Err(error) => {
+            let error = DeployError::aws(format!("CancelUpdateStack {}", spec.stack_name), &error);
+            context.progress.note(&spec.stack_name, &error.to_string());
+            outcome.notes.push(error.to_string());
+        }
+    }
 }
 
 /// A token unique to one operation, carried by all of its stack events.

@@ -15,6 +15,7 @@ pub mod destroy;
 pub mod engine;
 pub mod events;
 pub mod guard;
+pub mod interrupt;
 pub mod progress;
 pub mod report;
 pub mod setup;

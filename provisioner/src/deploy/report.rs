@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::changeset::{format_changes, ResourceChange};
 use super::events::StackEvent;
 use super::guard::Refusal;
+use crate::exit::Exit;
 
 /// The end state of one stack in a plan or deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,8 +26,15 @@ pub enum StackResult {
     Deployed,
     /// The stateful-resource guard refused the change set.
     Refused,
-    /// Nobody confirmed the change set (declined, or no terminal and no `--yes`).
+    /// Nobody could confirm the change set: no terminal and no `--yes`.
     NotConfirmed,
+    /// The person answered no at the prompt.
+    Declined,
+    /// The change set was executed and CloudFormation rolled the update back (a
+    /// resource failed, or a rollback trigger alarm fired): the stack runs what it ran.
+    RolledBack,
+    /// Not started, or its change set not executed, because the run was interrupted.
+    Interrupted,
     /// Something failed; see `message` and `root_cause`.
     Failed,
     /// Not attempted because a stack it depends on did not deploy.
@@ -38,7 +46,12 @@ impl StackResult {
     pub fn has_changes(self) -> bool {
         matches!(
             self,
-            Self::Planned | Self::PendingUpstream | Self::Refused | Self::NotConfirmed
+            Self::Planned
+                | Self::PendingUpstream
+                | Self::Refused
+                | Self::NotConfirmed
+                | Self::Declined
+                | Self::Interrupted
         )
     }
 
@@ -56,6 +69,9 @@ impl StackResult {
             Self::Deployed => "deployed",
             Self::Refused => "REFUSED",
             Self::NotConfirmed => "not executed",
+            Self::Declined => "declined",
+            Self::RolledBack => "ROLLED BACK",
+            Self::Interrupted => "interrupted",
             Self::Failed => "FAILED",
             Self::Blocked => "not attempted",
         }
@@ -119,10 +135,69 @@ pub struct RunOutcome {
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Failed,
+    RolledBack,
+    Interrupted,
     Refused,
+    NeedsConfirmation,
+    Declined,
     ChangesPresent,
     Deployed,
     NoChanges,
+}
+
+impl Verdict {
+    /// The exit code a deploy (or, with `detailed`, a plan) ends with.
+    pub fn exit(self, detailed: bool) -> Exit {
+        match self {
+            Self::Failed => Exit::Failed,
+            Self::RolledBack => Exit::RolledBack,
+            Self::Interrupted => Exit::Interrupted,
+            Self::Refused => Exit::Refused,
+            Self::NeedsConfirmation => Exit::NeedsConfirmation,
+            Self::Declined => Exit::Declined,
+            Self::ChangesPresent | Self::Deployed if detailed => Exit::ChangesPresent,
+            Self::ChangesPresent | Self::Deployed | Self::NoChanges => Exit::Success,
+        }
+    }
+
+    /// The stable word for this verdict (`--output json`, the history).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled-back",
+            Self::Interrupted => "interrupted",
+            Self::Refused => "refused",
+            Self::NeedsConfirmation => "needs-confirmation",
+            Self::Declined => "declined",
+            Self::ChangesPresent => "changes-present",
+            Self::Deployed => "deployed",
+            Self::NoChanges => "no-changes",
+        }
+    }
+
+    /// What to do next, for the verdicts that are failures.
+    pub fn fix(self) -> Option<&'static str> {
+        Some(match self {
+            Self::Failed => "read each failed stack's root cause above, fix it, and deploy again",
+            Self::RolledBack => {
+                "the stacks run what they ran before; read the root cause (a failed resource \
+                 or the alarm that fired), fix it, and deploy again"
+            }
+            Self::Interrupted => {
+                "run the same command again to finish; `provisioner status` shows each stack"
+            }
+            Self::Refused => {
+                "a resource holding data would be removed or replaced; if that is intended, \
+                 pass --allow-replace <stack>/<LogicalId> for each one named"
+            }
+            Self::NeedsConfirmation => {
+                "run it on a terminal to review and confirm, or pass --yes (CI) to execute \
+                 without a prompt"
+            }
+            Self::Declined => "nothing was executed; run the command again when ready",
+            Self::ChangesPresent | Self::Deployed | Self::NoChanges => return None,
+        })
+    }
 }
 
 impl RunOutcome {
@@ -130,8 +205,16 @@ impl RunOutcome {
         let any = |f: &dyn Fn(StackResult) -> bool| self.stacks.iter().any(|s| f(s.result));
         if any(&|r| r == StackResult::Failed) {
             Verdict::Failed
-        } else if any(&|r| matches!(r, StackResult::Refused | StackResult::NotConfirmed)) {
+        } else if any(&|r| r == StackResult::RolledBack) {
+            Verdict::RolledBack
+        } else if any(&|r| r == StackResult::Interrupted) {
+            Verdict::Interrupted
+        } else if any(&|r| r == StackResult::Refused) {
             Verdict::Refused
+        } else if any(&|r| r == StackResult::NotConfirmed) {
+            Verdict::NeedsConfirmation
+        } else if any(&|r| r == StackResult::Declined) {
+            Verdict::Declined
         } else if any(&StackResult::has_changes) {
             Verdict::ChangesPresent
         } else if any(&|r| r == StackResult::Deployed) {

@@ -25,6 +25,30 @@ pub struct StackStatus {
     pub outputs: BTreeMap<String, String>,
 }
 
+impl StackStatus {
+    /// Why the stack is not healthy, or `None` when it is deployed and settled in a
+    /// state it can be updated from and that runs a whole template: CREATE_COMPLETE,
+    /// UPDATE_COMPLETE, IMPORT_COMPLETE, or UPDATE_ROLLBACK_COMPLETE (the previous
+    /// template, intact, after a failed update).
+    pub fn unhealthy(&self) -> Option<String> {
+        match self.status.as_deref() {
+            None => Some("not deployed".into()),
+            Some(
+                "CREATE_COMPLETE"
+                | "UPDATE_COMPLETE"
+                | "IMPORT_COMPLETE"
+                | "UPDATE_ROLLBACK_COMPLETE",
+            ) => None,
+            Some(status) if status.ends_with("_IN_PROGRESS") => {
+                Some(format!("{status}: an operation is still running"))
+            }
+            Some(status) => Some(format!(
+                "{status}: see runbooks/stuck-stack.md (`provisioner recover`)"
+            )),
+        }
+    }
+}
+
 /// Reads every stack of `specs` (one DescribeStacks call on a small account).
 pub async fn read(
     clients: &AwsClients,

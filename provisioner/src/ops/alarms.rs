@@ -1,7 +1,8 @@
 //! An environment's CloudWatch alarms (every alarm the stacks create is named with the
-//! environment's `{app}-{env}-` prefix) and which of them are firing.
+//! environment's `{app}-{env}-` prefix, metric and composite alarms alike) and which of
+//! them are firing, since when.
 
-use aws_sdk_cloudwatch::types::StateValue;
+use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
 use serde::Serialize;
 
 use crate::config::Environment;
@@ -13,6 +14,11 @@ use crate::error::Error;
 pub struct FiringAlarm {
     pub name: String,
     pub reason: String,
+    /// When it entered ALARM (RFC 3339), when CloudWatch says.
+    pub since: Option<String>,
+    /// Seconds since the Unix epoch of the same moment, for comparisons.
+    #[serde(skip)]
+    pub since_epoch: Option<i64>,
 }
 
 /// The environment's alarms currently in ALARM.
@@ -27,6 +33,8 @@ pub async fn firing(
         let output = cloudwatch
             .describe_alarms()
             .alarm_name_prefix(&prefix)
+            .alarm_types(AlarmType::MetricAlarm)
+            .alarm_types(AlarmType::CompositeAlarm)
             .state_value(StateValue::Alarm)
             .set_next_token(token)
             .send()
@@ -37,9 +45,27 @@ pub async fn firing(
                     &error,
                 ))
             })?;
-        firing.extend(output.metric_alarms().iter().map(|alarm| FiringAlarm {
-            name: alarm.alarm_name().unwrap_or_default().to_string(),
-            reason: alarm.state_reason().unwrap_or_default().to_string(),
+        let entry = |name: Option<&str>,
+                     reason: Option<&str>,
+                     since: Option<&aws_smithy_types::DateTime>| FiringAlarm {
+            name: name.unwrap_or_default().to_string(),
+            reason: reason.unwrap_or_default().to_string(),
+            since: since.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok()),
+            since_epoch: since.map(|t| t.secs()),
+        };
+        firing.extend(output.metric_alarms().iter().map(|alarm| {
+            entry(
+                alarm.alarm_name(),
+                alarm.state_reason(),
+                alarm.state_updated_timestamp(),
+            )
+        }));
+        firing.extend(output.composite_alarms().iter().map(|alarm| {
+            entry(
+                alarm.alarm_name(),
+                alarm.state_reason(),
+                alarm.state_updated_timestamp(),
+            )
         }));
         token = output.next_token().map(str::to_string);
         if token.is_none() {

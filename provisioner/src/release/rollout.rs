@@ -22,7 +22,8 @@ use super::ReleaseError;
 use crate::cli::OutputFormat;
 use crate::config::Environment;
 use crate::deploy::clients::AwsClients;
-use crate::deploy::engine::{self, Comparison, EngineOptions, Mode};
+use crate::deploy::engine::{self, Comparison, EngineOptions, Mode, RollbackTrigger};
+use crate::deploy::interrupt::{Interrupt, Level};
 use crate::deploy::progress::Progress;
 use crate::deploy::report::{ConsoleReviewer, RunOutcome, StackOutcome, StackResult, Verdict};
 use crate::deploy::setup::{
@@ -30,7 +31,7 @@ use crate::deploy::setup::{
     ARTIFACT_BUCKET_PARAMETER,
 };
 use crate::deploy::stacks;
-use crate::error::{Error, Refusal};
+use crate::error::{Error, ErrorBody, Refusal};
 use crate::exit::Exit;
 use crate::package::code_key_parameter;
 use crate::project::Project;
@@ -125,6 +126,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// The failure this report ends with under `exit`, as `--output json` adds it
+    /// (`error`: kind, message, fix, exit code); `None` when `exit` is not a failure.
+    pub fn failure(&self, exit: Exit) -> Option<ErrorBody> {
+        if matches!(exit, Exit::Success | Exit::ChangesPresent) {
+            return None;
+        }
+        let message = self
+            .stacks
+            .iter()
+            .filter(|s| !s.result.is_ok() && s.result != StackResult::Planned)
+            .map(|s| format!("{}: {}", s.stack_name, s.summary()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(ErrorBody {
+            kind: self.result.as_str(),
+            message: format!("{} {}: {}", self.command, self.env, message),
+            fix: self.result.fix().map(str::to_string),
+            exit_code: exit as u8,
+        })
+    }
+
     /// Stack names whose resources changed.
     pub fn stacks_changed(&self) -> Vec<String> {
         self.stacks
@@ -157,21 +179,14 @@ impl Report {
 
 /// The exit code of a deploy's verdict.
 pub fn deploy_exit(verdict: Verdict) -> Exit {
-    match verdict {
-        Verdict::Failed => Exit::Failed,
-        Verdict::Refused => Exit::Refused,
-        Verdict::ChangesPresent | Verdict::Deployed | Verdict::NoChanges => Exit::Success,
-    }
+    verdict.exit(false)
 }
 
 /// The history's word for how an attempt ended.
 fn history_result(verdict: Verdict) -> &'static str {
     match verdict {
-        Verdict::Failed => "failed",
-        Verdict::Refused => "refused",
         Verdict::ChangesPresent => "not-confirmed",
-        Verdict::Deployed => "deployed",
-        Verdict::NoChanges => "no-changes",
+        other => other.as_str(),
     }
 }
 
@@ -521,7 +536,22 @@ async fn acquire(
             told = true;
         }
         let left = timeout.saturating_sub(waited);
-        tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+        let interrupt = Interrupt::process();
+        tokio::select! {
+            _ = tokio::time::sleep(left.min(Duration::from_millis(500))) => {}
+            _ = interrupt.reached(Level::Stopping) => {
+                let error = Error::Refused {
+                    refusal: Refusal::Interrupted,
+                    message: format!(
+                        "interrupted while waiting for the lock of `{}`; nothing was deployed",
+                        env.name
+                    ),
+                    help: "run the command again when ready".into(),
+                };
+                record_refusal(deployments, entry, "interrupted", &error).await;
+                return Err(error);
+            }
+        }
         // A fresh entry id: the refused write never happened, but keep ids unique.
         *entry = HistoryEntry {
             id: HistoryEntry::start(&entry.env, &entry.kind, None, &entry.caller).id,
@@ -820,6 +850,11 @@ async fn deploy_locked(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
+        rollback: Some(RollbackTrigger {
+            alarm_name: prepared.env.names.deploy_health_alarm.clone(),
+            monitoring_minutes: prepared.env.settings.alarms.rollback_monitoring_minutes,
+        }),
+        interrupt: Interrupt::process(),
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {
@@ -938,6 +973,8 @@ async fn plan(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
+        rollback: None,
+        interrupt: Interrupt::default(),
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {

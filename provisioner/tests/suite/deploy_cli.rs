@@ -114,6 +114,34 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
 
     let bootstrap = provisioner(&fixture, &["bootstrap", "--env", "local", "--yes"]);
     assert_eq!(bootstrap.exit, Exit::Success, "{}", bootstrap.stdout);
+    // Nothing deployed yet: a gate on the environment's health fails, naming each stack.
+    let unhealthy = provisioner(
+        &fixture,
+        &[
+            "--output",
+            "json",
+            "status",
+            "--env",
+            "local",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(unhealthy.exit, Exit::Unhealthy, "{}", unhealthy.stdout);
+    let document = json(&unhealthy);
+    assert_eq!(document["healthy"], false);
+    assert_eq!(document["error"]["kind"], "unhealthy");
+    assert_eq!(document["error"]["exit_code"], 14);
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("datasync-local-compute: not deployed")),
+        "{}",
+        unhealthy.stdout
+    );
+    assert!(
+        provisioner(&fixture, &["status", "--env", "local"]).exit == Exit::Success,
+        "without the flag, status only reports"
+    );
     let first = provisioner(
         &fixture,
         &["--output", "json", "deploy", "--env", "local", "--yes"],
@@ -178,6 +206,26 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
         "{}",
         plan.stdout
     );
+    // No terminal and no --yes: nothing executed, an exit code of its own, the failure
+    // as a JSON document.
+    let unconfirmed = provisioner(&fixture, &["--output", "json", "deploy", "--env", "local"]);
+    assert_eq!(
+        unconfirmed.exit,
+        Exit::NeedsConfirmation,
+        "{}",
+        unconfirmed.stdout
+    );
+    let document = json(&unconfirmed);
+    assert_eq!(document["result"], "needs-confirmation");
+    assert_eq!(document["error"]["kind"], "needs-confirmation");
+    assert_eq!(document["error"]["exit_code"], 10);
+    assert!(
+        document["error"]["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("--yes")),
+        "{}",
+        unconfirmed.stdout
+    );
     let update = provisioner(
         &fixture,
         &["--output", "json", "deploy", "--env", "local", "--yes"],
@@ -197,8 +245,20 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
         "only stacks reading the log retention change: {changed:?}"
     );
 
-    let status = provisioner(&fixture, &["--output", "json", "status", "--env", "local"]);
+    let status = provisioner(
+        &fixture,
+        &[
+            "--output",
+            "json",
+            "status",
+            "--env",
+            "local",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(status.exit, Exit::Success, "{}", status.stdout);
     let report = json(&status);
+    assert_eq!(report["healthy"], true);
     let stacks = report["stacks"].as_array().expect("stacks");
     assert_eq!(stacks.len(), 6);
     assert!(
@@ -224,7 +284,7 @@ fn the_local_environment_deploys_redeploys_unchanged_plans_updates_and_refuses_a
     // is covered on simpler stacks in deploy_moto.rs: moto cannot delete the network
     // stack's VPC through CloudFormation, it reports DependencyViolation.)
     let refused = provisioner(&fixture, &["destroy", "--env", "local"]);
-    assert_eq!(refused.exit, Exit::Refused, "{}", refused.stdout);
+    assert_eq!(refused.exit, Exit::NeedsConfirmation, "{}", refused.stdout);
     assert!(refused.stdout.contains("pass --yes"), "{}", refused.stdout);
     let after = provisioner(&fixture, &["--output", "json", "status", "--env", "local"]);
     assert!(json(&after)["stacks"]

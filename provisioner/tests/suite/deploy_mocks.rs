@@ -1,6 +1,8 @@
 //! What moto cannot produce, on real SDK clients over `aws-smithy-mocks` rules: an
 //! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE, throttled
-//! DescribeStackEvents, a change set with no changes, a stateful replacement.
+//! DescribeStackEvents, a change set with no changes, a stateful replacement, rollback
+//! triggers and the alarm that fires one, Ctrl-C before and during an update, a prompt
+//! answered no and a run with nobody to ask.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,10 +21,12 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_types::DateTime;
 use provisioner::deploy::clients::{AwsClients, RequestCounter};
-use provisioner::deploy::engine::{self, Confirmation, EngineOptions, Mode};
+use provisioner::deploy::engine::{self, Confirmation, EngineOptions, Mode, RollbackTrigger};
+use provisioner::deploy::interrupt::Interrupt;
 use provisioner::deploy::progress::Progress;
 use provisioner::deploy::report::{Review, Reviewer, StackResult, Verdict};
 use provisioner::deploy::{PollSettings, StackSpec, TEMPLATE_HASH_TAG};
+use provisioner::exit::Exit;
 
 const STACK: &str = "datasync-dev-data";
 const STACK_ID: &str = "arn:aws:cloudformation:eu-west-1:210987654321:stack/datasync-dev-data/1";
@@ -65,6 +69,8 @@ fn options(allow: &[&str]) -> EngineOptions {
         },
         emulator: false,
         role_arn: None,
+        rollback: None,
+        interrupt: Default::default(),
     }
 }
 
@@ -159,6 +165,11 @@ fn old_template() -> Rule {
 }
 
 fn clients(rules: &[&Rule]) -> AwsClients {
+    clients_with_alarms(rules, &[])
+}
+
+/// Clients whose CloudWatch answers from `alarm_rules` too.
+fn clients_with_alarms(rules: &[&Rule], alarm_rules: &[&Rule]) -> AwsClients {
     let requests = RequestCounter::default();
     let counter = requests.clone();
     let cloudformation = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, rules, |b| b
@@ -174,12 +185,8 @@ fn clients(rules: &[&Rule]) -> AwsClients {
             .region(region.clone())
             .build(),
     );
-    let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
-        aws_sdk_cloudwatch::Config::builder()
-            .behavior_version_latest()
-            .region(region)
-            .build(),
-    );
+    let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::MatchAny, alarm_rules);
+    drop(region);
     AwsClients {
         cloudformation,
         s3,
@@ -284,9 +291,10 @@ async fn a_failed_update_that_rolls_back_reports_its_root_cause() {
     )
     .await
     .expect("the run completes");
-    assert_eq!(run.verdict(), Verdict::Failed);
+    assert_eq!(run.verdict(), Verdict::RolledBack);
+    assert_eq!(run.verdict().exit(false), Exit::RolledBack);
     let outcome = &run.stacks[0];
-    assert_eq!(outcome.result, StackResult::Failed);
+    assert_eq!(outcome.result, StackResult::RolledBack);
     assert_eq!(outcome.status.as_deref(), Some("UPDATE_ROLLBACK_COMPLETE"));
     let cause = outcome.root_cause.as_ref().expect("a root cause");
     assert_eq!(cause.logical_id, "Records");
@@ -559,4 +567,290 @@ async fn replacing_a_table_is_refused_unless_it_is_named() {
         "named with --allow-replace, the change set runs: {}",
         run.to_text()
     );
+}
+
+const HEALTH_ALARM: &str = "datasync-dev-deploy-health";
+const HEALTH_ALARM_ARN: &str =
+    "arn:aws:cloudwatch:eu-west-1:210987654321:alarm:datasync-dev-deploy-health";
+
+fn health_alarm(exists: bool) -> Rule {
+    mock!(aws_sdk_cloudwatch::Client::describe_alarms)
+        .match_requests(|input| input.alarm_names() == [HEALTH_ALARM.to_string()])
+        .then_output(move || {
+            let mut output =
+                aws_sdk_cloudwatch::operation::describe_alarms::DescribeAlarmsOutput::builder();
+            if exists {
+                output = output.composite_alarms(
+                    aws_sdk_cloudwatch::types::CompositeAlarm::builder()
+                        .alarm_name(HEALTH_ALARM)
+                        .alarm_arn(HEALTH_ALARM_ARN)
+                        .build(),
+                );
+            }
+            output.build()
+        })
+}
+
+fn with_rollback(mut options: EngineOptions) -> EngineOptions {
+    options.rollback = Some(RollbackTrigger {
+        alarm_name: HEALTH_ALARM.into(),
+        monitoring_minutes: 7,
+    });
+    options
+}
+
+#[tokio::test]
+async fn an_update_carries_the_health_alarm_as_rollback_trigger_and_its_firing_rolls_back() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")))
+        .output(|| stacks_output(stack(StackStatus::UpdateInProgress, "old-template-hash")))
+        .output(|| {
+            stacks_output(stack(
+                StackStatus::UpdateRollbackComplete,
+                "old-template-hash",
+            ))
+        })
+        .build();
+    let trigger_reason =
+        format!("The following rollback trigger was activated: {HEALTH_ALARM_ARN}");
+    let reason = trigger_reason.clone();
+    let events = mock!(Client::describe_stack_events).then_output(move || {
+        DescribeStackEventsOutput::builder()
+            .stack_events(event(
+                "2",
+                STACK,
+                "AWS::CloudFormation::Stack",
+                ResourceStatus::UpdateRollbackInProgress,
+                Some(&reason),
+            ))
+            .build()
+    });
+    // Only a change set carrying the trigger and the monitoring time is answered.
+    let create = mock!(Client::create_change_set)
+        .match_requests(|input| {
+            input.rollback_configuration().is_some_and(|config| {
+                config.monitoring_time_in_minutes() == Some(7)
+                    && config.rollback_triggers().len() == 1
+                    && config.rollback_triggers()[0].arn() == Some(HEALTH_ALARM_ARN)
+                    && config.rollback_triggers()[0].r#type()
+                        == Some("AWS::CloudWatch::CompositeAlarm")
+            })
+        })
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput::builder()
+                .id(CHANGE_SET_ID)
+                .stack_id(STACK_ID)
+                .build()
+        });
+    let ready = ready_change_set(vec![change(
+        "Records",
+        "AWS::DynamoDB::Table",
+        Replacement::False,
+    )]);
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let template = old_template();
+    let alarm = health_alarm(true);
+    let clients = clients_with_alarms(
+        &[&describe, &template, &create, &ready, &execute, &events],
+        &[&alarm],
+    );
+
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        with_rollback(options(&[])),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(create.num_calls(), 1, "{}", run.to_text());
+    assert_eq!(alarm.num_calls(), 1);
+    assert_eq!(run.verdict(), Verdict::RolledBack, "{}", run.to_text());
+    assert_eq!(run.verdict().exit(false), Exit::RolledBack);
+    let outcome = &run.stacks[0];
+    assert_eq!(outcome.result, StackResult::RolledBack);
+    assert_eq!(outcome.message.as_deref(), Some(trigger_reason.as_str()));
+}
+
+#[tokio::test]
+async fn no_trigger_is_set_while_the_health_alarm_does_not_exist() {
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")))
+        .output(|| stacks_output(stack(StackStatus::UpdateComplete, "new-template-hash")))
+        .build();
+    let create = mock!(Client::create_change_set)
+        .match_requests(|input| input.rollback_configuration().is_none())
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::create_change_set::CreateChangeSetOutput::builder()
+                .id(CHANGE_SET_ID)
+                .stack_id(STACK_ID)
+                .build()
+        });
+    let ready = ready_change_set(vec![change("Topic", "AWS::SNS::Topic", Replacement::False)]);
+    let execute = ok_rule(mock!(Client::execute_change_set), || {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder().build()
+    });
+    let template = old_template();
+    let alarm = health_alarm(false);
+    let clients = clients_with_alarms(
+        &[&describe, &template, &create, &ready, &execute, &events],
+        &[&alarm],
+    );
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        with_rollback(options(&[])),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(create.num_calls(), 1, "{}", run.to_text());
+    assert_eq!(run.verdict(), Verdict::Deployed, "{}", run.to_text());
+}
+
+#[tokio::test]
+async fn an_interrupted_run_starts_nothing() {
+    let describe = mock!(Client::describe_stacks)
+        .then_output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")));
+    let create = create_change_set();
+    let clients = clients(&[&describe, &create]);
+    let mut options = options(&[]);
+    options.interrupt = Interrupt::new();
+    options.interrupt.raise();
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options,
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(create.num_calls(), 0, "no change set once interrupted");
+    assert_eq!(run.stacks[0].result, StackResult::Interrupted);
+    assert_eq!(run.verdict(), Verdict::Interrupted);
+    assert_eq!(run.verdict().exit(false), Exit::Interrupted);
+    assert!(run.to_text().contains("not started"), "{}", run.to_text());
+}
+
+#[tokio::test]
+async fn a_second_interrupt_cancels_the_update_in_progress() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let interrupt = Interrupt::new();
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let describe = {
+        let (cancelled, calls) = (cancelled.clone(), calls.clone());
+        mock!(Client::describe_stacks).then_output(move || {
+            let status = if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                StackStatus::UpdateComplete
+            } else if cancelled.load(Ordering::SeqCst) {
+                StackStatus::UpdateRollbackComplete
+            } else {
+                StackStatus::UpdateInProgress
+            };
+            stacks_output(stack(status, "old-template-hash"))
+        })
+    };
+    let cancel = {
+        let cancelled = cancelled.clone();
+        mock!(Client::cancel_update_stack).then_output(move || {
+            cancelled.store(true, Ordering::SeqCst);
+            aws_sdk_cloudformation::operation::cancel_update_stack::CancelUpdateStackOutput::builder()
+                .build()
+        })
+    };
+    // The person presses Ctrl-C twice once the update runs.
+    let execute = {
+        let interrupt = interrupt.clone();
+        mock!(Client::execute_change_set).then_output(move || {
+            interrupt.raise();
+            interrupt.raise();
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        })
+    };
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder().build()
+    });
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change("Topic", "AWS::SNS::Topic", Replacement::False)]);
+    let template = old_template();
+    let clients = clients(&[
+        &describe, &cancel, &execute, &events, &create, &ready, &template,
+    ]);
+    let mut options = options(&[]);
+    options.interrupt = interrupt;
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options,
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(cancel.num_calls(), 1, "{}", run.to_text());
+    let outcome = &run.stacks[0];
+    assert_eq!(
+        outcome.result,
+        StackResult::Interrupted,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(outcome.status.as_deref(), Some("UPDATE_ROLLBACK_COMPLETE"));
+    assert_eq!(run.verdict().exit(false), Exit::Interrupted);
+}
+
+#[tokio::test]
+async fn a_prompt_answered_no_and_a_run_with_nobody_to_ask_have_exit_codes_of_their_own() {
+    for (confirmation, result, exit) in [
+        (Confirmation::Prompt, StackResult::Declined, Exit::Declined),
+        (
+            Confirmation::Unavailable,
+            StackResult::NotConfirmed,
+            Exit::NeedsConfirmation,
+        ),
+    ] {
+        let describe = mock!(Client::describe_stacks)
+            .then_output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")));
+        let create = create_change_set();
+        let ready = ready_change_set(vec![change("Topic", "AWS::SNS::Topic", Replacement::False)]);
+        let delete = ok_rule(mock!(Client::delete_change_set), || {
+            aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+                .build()
+        });
+        let execute = ok_rule(mock!(Client::execute_change_set), || {
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        });
+        let template = old_template();
+        let clients = clients(&[&describe, &create, &ready, &delete, &execute, &template]);
+        let mut options = options(&[]);
+        options.confirmation = confirmation;
+        let run = engine::run(
+            &clients,
+            &[spec()],
+            options,
+            Arc::new(Progress::hidden()),
+            &mut Recorder(Vec::new()),
+        )
+        .await
+        .expect("the run completes");
+        assert_eq!(run.stacks[0].result, result, "{}", run.to_text());
+        assert_eq!(run.verdict().exit(false), exit);
+        assert_eq!(execute.num_calls(), 0);
+        assert_eq!(delete.num_calls(), 1, "the change set is deleted");
+    }
 }

@@ -87,6 +87,8 @@ fn options(mode: Mode, allow: &[&str]) -> EngineOptions {
         },
         emulator: true,
         role_arn: None,
+        rollback: None,
+        interrupt: Default::default(),
     }
 }
 
