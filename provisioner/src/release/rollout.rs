@@ -274,6 +274,8 @@ pub async fn run_with(
         .await;
     }
 
+    // From here on Ctrl-C is handled: nothing new starts, the lock is released.
+    Interrupt::process();
     let deployments = Deployments::new(
         clients.dynamodb.clone(),
         &checkout_env.names.bootstrap.deployments_table,

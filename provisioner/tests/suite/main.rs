@@ -18,3 +18,4 @@ mod promote_mocks;
 mod releases;
 mod render_output;
 mod render_snapshots;
+mod safety;

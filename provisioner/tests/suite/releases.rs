@@ -18,25 +18,25 @@ use crate::common::Fixture;
 use crate::deploy_cli::local_fixture;
 
 /// What one in-process run of the CLI ended with.
-struct Outcome {
-    exit: Exit,
-    stdout: String,
+pub(crate) struct Outcome {
+    pub exit: Exit,
+    pub stdout: String,
     /// The error report (as the binary prints it on stderr), when the run failed.
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 impl Outcome {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.stdout))
     }
 
-    fn error(&self) -> &str {
+    pub(crate) fn error(&self) -> &str {
         self.error.as_deref().unwrap_or("")
     }
 }
 
-fn run(fixture: &Fixture, args: &[&str]) -> Outcome {
+pub(crate) fn run(fixture: &Fixture, args: &[&str]) -> Outcome {
     let root = fixture.root().display().to_string();
     let mut argv = vec!["provisioner", "--root", root.as_str()];
     argv.extend_from_slice(args);
@@ -53,7 +53,7 @@ fn run(fixture: &Fixture, args: &[&str]) -> Outcome {
     }
 }
 
-fn ok(fixture: &Fixture, args: &[&str]) -> Value {
+pub(crate) fn ok(fixture: &Fixture, args: &[&str]) -> Value {
     let mut with_json = vec!["--output", "json"];
     with_json.extend_from_slice(args);
     let outcome = run(fixture, &with_json);
@@ -68,7 +68,7 @@ fn ok(fixture: &Fixture, args: &[&str]) -> Value {
 }
 
 /// Stand-in zips whose bytes depend on `tag`, indexed as `provisioner build` would.
-fn write_zips(fixture: &Fixture, tag: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn write_zips(fixture: &Fixture, tag: &str) -> Vec<(String, Vec<u8>)> {
     let dir = fixture.root().join("build/functions/x86_64");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     let mut index = ArtifactIndex::default();
@@ -93,7 +93,7 @@ fn write_zips(fixture: &Fixture, tag: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Commits everything, with the committer date given (releases order by it).
-fn commit_at(fixture: &Fixture, date: &str) {
+pub(crate) fn commit_at(fixture: &Fixture, date: &str) {
     for args in [
         vec!["add", "-A", "environments", "stacks", "functions"],
         vec!["commit", "-q", "--allow-empty", "-m", "change"],
@@ -131,7 +131,7 @@ fn add_environment(fixture: &Fixture, name: &str, region: &str, account: &str) {
     fixture.write_env(name, &(text + "\n"));
 }
 
-async fn clients(moto: &emulator::MotoServer, region: &str) -> AwsClients {
+pub(crate) async fn clients(moto: &emulator::MotoServer, region: &str) -> AwsClients {
     AwsClients::connect(&Target {
         region: region.into(),
         endpoint_url: Some(moto.endpoint_url()),
@@ -151,7 +151,11 @@ async fn lambda(moto: &emulator::MotoServer, region: &str) -> aws_sdk_lambda::Cl
     aws_sdk_lambda::Client::new(&config)
 }
 
-async fn code_sha256(moto: &emulator::MotoServer, region: &str, function: &str) -> String {
+pub(crate) async fn code_sha256(
+    moto: &emulator::MotoServer,
+    region: &str,
+    function: &str,
+) -> String {
     lambda(moto, region)
         .await
         .get_function_configuration()
@@ -165,12 +169,12 @@ async fn code_sha256(moto: &emulator::MotoServer, region: &str, function: &str) 
 }
 
 /// Lambda's CodeSha256 of a zip: base64 of its sha256.
-fn lambda_digest(bytes: &[u8]) -> String {
+pub(crate) fn lambda_digest(bytes: &[u8]) -> String {
     use sha2::Digest;
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -178,7 +182,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-fn history(fixture: &Fixture, env: &str) -> Vec<Value> {
+pub(crate) fn history(fixture: &Fixture, env: &str) -> Vec<Value> {
     ok(fixture, &["history", "--env", env])["entries"]
         .as_array()
         .cloned()

@@ -1,0 +1,211 @@
+//! The deploy's safety nets against a moto server: the bake after a deploy (an alarm
+//! that fired before the deploy is reported and ignored; one that fires during the bake
+//! rolls the environment back to the previous release, exit 12), and Ctrl-C sent to the
+//! real binary while it waits for another deploy's lock (exit 130, the failure as JSON,
+//! the attempt in the history).
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use provisioner::exit::Exit;
+use provisioner::release::deployments::{Deployments, HistoryEntry, LockHolder};
+
+use crate::common::provisioner_binary;
+use crate::deploy_cli::local_fixture;
+use crate::releases::{
+    block_on, clients, code_sha256, commit_at, history, lambda_digest, ok, run, write_zips,
+};
+
+/// Creates `name` in the emulator's CloudWatch and puts it in ALARM.
+async fn fire_alarm(aws: &provisioner::deploy::clients::AwsClients, name: &str) {
+    aws.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(
+            aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold,
+        )
+        .send()
+        .await
+        .expect("PutMetricAlarm");
+    aws.cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 3 errors")
+        .send()
+        .await
+        .expect("SetAlarmState");
+}
+
+#[test]
+fn a_bake_that_sees_an_alarm_fire_rolls_back_to_the_previous_release() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "first");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+
+    // A backlog alarm firing since before the deploy is reported, not held against it.
+    let aws = block_on(clients(&moto, "us-east-1"));
+    block_on(fire_alarm(&aws, "datasync-local-dlq-depth"));
+    std::thread::sleep(Duration::from_millis(1_100));
+    let second_zips = write_zips(&fixture, "second");
+    commit_at(&fixture, "2026-11-02T10:00:00Z");
+    let passed = ok(
+        &fixture,
+        &["deploy", "--env", "local", "--yes", "--bake", "2s"],
+    );
+    let second = passed["release"].as_str().expect("release").to_string();
+    assert_eq!(passed["result"], "deployed");
+    assert!(passed["bake"]["failure"].is_null(), "{passed}");
+    assert_eq!(
+        passed["bake"]["already_firing"][0]["name"],
+        "datasync-local-dlq-depth"
+    );
+    assert!(passed.get("error").is_none(), "{passed}");
+
+    // The third release breaks the worker: its errors alarm fires during the bake.
+    write_zips(&fixture, "third");
+    commit_at(&fixture, "2026-11-03T10:00:00Z");
+    let endpoint = moto.endpoint_url();
+    let saboteur = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        block_on(async {
+            let aws = provisioner::deploy::clients::AwsClients::connect(
+                &provisioner::deploy::clients::Target {
+                    region: "us-east-1".into(),
+                    endpoint_url: Some(endpoint),
+                },
+            )
+            .await;
+            fire_alarm(&aws, "datasync-local-worker-errors").await;
+        });
+    });
+    let baked = run(
+        &fixture,
+        &[
+            "--output", "json", "deploy", "--env", "local", "--yes", "--bake", "60s",
+        ],
+    );
+    saboteur.join().expect("the alarm was set");
+    assert_eq!(
+        baked.exit,
+        Exit::RolledBack,
+        "{}{}",
+        baked.stdout,
+        baked.error()
+    );
+    let document = baked.json();
+    assert_eq!(document["error"]["kind"], "rolled-back");
+    assert_eq!(document["error"]["exit_code"], 12);
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("datasync-local-worker-errors")
+                && m.contains(&format!("rolled back to {second}"))),
+        "{document}"
+    );
+    assert_eq!(
+        document["bake"]["failure"]["alarms"][0]["name"],
+        "datasync-local-worker-errors"
+    );
+    assert_eq!(document["rollback"]["release"], second.as_str());
+    assert_eq!(document["rollback"]["command"], "rollback");
+    assert_eq!(
+        block_on(code_sha256(&moto, "us-east-1", "datasync-local-worker")),
+        lambda_digest(&second_zips[1].1),
+        "the worker runs the second release's code again"
+    );
+    let entries = history(&fixture, "local");
+    assert_eq!(entries[0]["kind"], "rollback");
+    assert_eq!(entries[0]["result"], "deployed");
+    assert_eq!(entries[0]["release"], second.as_str());
+    assert_eq!(entries[1]["kind"], "deploy");
+    assert_eq!(entries[1]["result"], "deployed");
+    let status = ok(&fixture, &["status", "--env", "local"]);
+    assert_eq!(status["release"], second.as_str());
+}
+
+#[test]
+fn ctrl_c_while_waiting_for_the_lock_exits_130_with_its_json_and_history() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "first");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let deployments = Deployments::new(aws.dynamodb.clone(), "datasync-deployments");
+    let other = LockHolder::this_process(
+        "arn:aws:sts::123456789012:assumed-role/ci/run-7",
+        "deploy",
+        "20261101T100000Z-0123456789ab",
+        Duration::from_secs(3600),
+    );
+    let entry = HistoryEntry::start("local", "deploy", Some(&other.release), &other.caller);
+    block_on(deployments.acquire("local", &other, &entry))
+        .expect("write")
+        .expect("the lock was free");
+
+    let root = fixture.root().display().to_string();
+    let mut child = provisioner_binary()
+        .args([
+            "--root",
+            &root,
+            "--output",
+            "json",
+            "deploy",
+            "--env",
+            "local",
+            "--yes",
+            "--lock-timeout",
+            "2m",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (waiting_tx, waiting_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("waiting for the lock") {
+                let _ = waiting_tx.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    waiting_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the deploy waits for the lock");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let output = child.wait_with_output().expect("the binary ends");
+    let stderr = reader.join().expect("stderr read");
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let document: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON document on stdout");
+    assert_eq!(document["error"]["kind"], "interrupted", "{document}");
+    assert_eq!(document["error"]["exit_code"], 130);
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing was deployed")),
+        "{document}"
+    );
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let entries = history(&fixture, "local");
+    assert_eq!(entries[0]["result"], "interrupted", "{entries:?}");
+}
