@@ -254,9 +254,10 @@ pub struct ChangeArgs {
     /// Environment to work on.
     #[arg(long, value_name = "ENV")]
     pub env: String,
-    /// Let the change set remove or replace this stateful resource (logical id, e.g.
-    /// RecordsTable). Repeat for several.
-    #[arg(long, value_name = "LOGICAL_ID")]
+    /// Let the change set remove or replace this stateful resource, as
+    /// <stack>/<LogicalId> (e.g. data/RecordsTable; a bare LogicalId matches it in any
+    /// stack). Repeat for several.
+    #[arg(long, value_name = "STACK/LOGICAL_ID")]
     pub allow_replace: Vec<String>,
     /// Build the functions first (otherwise the zips of the last `provisioner build`).
     #[arg(long)]
@@ -323,8 +324,9 @@ pub struct PromoteArgs {
     /// credentials as the target).
     #[arg(long, value_name = "PROFILE")]
     pub from_profile: Option<String>,
-    /// Let the change set remove or replace this stateful resource. Repeat for several.
-    #[arg(long, value_name = "LOGICAL_ID")]
+    /// Let the change set remove or replace this stateful resource, as
+    /// <stack>/<LogicalId> (e.g. data/RecordsTable). Repeat for several.
+    #[arg(long, value_name = "STACK/LOGICAL_ID")]
     pub allow_replace: Vec<String>,
     /// Execute change sets without asking (for CI).
     #[arg(long)]
@@ -343,8 +345,9 @@ pub struct RollbackArgs {
     /// environment's history).
     #[arg(long, value_name = "RELEASE")]
     pub to: Option<String>,
-    /// Let the change set remove or replace this stateful resource. Repeat for several.
-    #[arg(long, value_name = "LOGICAL_ID")]
+    /// Let the change set remove or replace this stateful resource, as
+    /// <stack>/<LogicalId> (e.g. data/RecordsTable). Repeat for several.
+    #[arg(long, value_name = "STACK/LOGICAL_ID")]
     pub allow_replace: Vec<String>,
     /// Execute change sets without asking (for CI).
     #[arg(long)]

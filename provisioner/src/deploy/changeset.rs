@@ -22,6 +22,68 @@ pub struct ResourceChange {
     /// `True`, `False` or `Conditional` for a modification; absent otherwise.
     pub replacement: Option<String>,
     pub physical_id: Option<String>,
+    /// What changes inside the resource (a modification's properties, tags...).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub details: Vec<PropertyChange>,
+}
+
+/// One changed attribute of a resource, from the change set's details.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PropertyChange {
+    /// `Properties`, `Tags`, `Metadata`...
+    pub attribute: String,
+    /// The property's name (for `Properties`), or its path when CloudFormation gives one.
+    pub name: Option<String>,
+    /// `Never`, `Conditionally` or `Always`.
+    pub requires_recreation: Option<String>,
+    /// The values before and after, when CloudFormation reports them (secrets masked
+    /// by CloudFormation itself).
+    pub before: Option<String>,
+    pub after: Option<String>,
+    /// What caused it: `DirectModification`, `ParameterReference`, `ResourceAttribute`...,
+    /// with the parameter or resource that did when there is one.
+    pub cause: Option<String>,
+}
+
+impl PropertyChange {
+    /// One line for the diff: `Properties.BillingMode: "A" -> "B" (recreation: Never)`.
+    pub fn describe(&self) -> String {
+        let mut line = self.attribute.clone();
+        if let Some(name) = &self.name {
+            line.push('.');
+            line.push_str(name);
+        }
+        match (&self.before, &self.after) {
+            (None, None) => {}
+            (before, after) => line.push_str(&format!(
+                ": {} -> {}",
+                shorten(before.as_deref().unwrap_or("(none)")),
+                shorten(after.as_deref().unwrap_or("(none)"))
+            )),
+        }
+        let mut notes = Vec::new();
+        if let Some(recreation) = &self.requires_recreation {
+            notes.push(format!("recreation: {recreation}"));
+        }
+        if let Some(cause) = &self.cause {
+            notes.push(format!("by {cause}"));
+        }
+        if !notes.is_empty() {
+            line.push_str(&format!(" ({})", notes.join(", ")));
+        }
+        line
+    }
+}
+
+/// A value cut to a readable length for a one-line diff.
+fn shorten(value: &str) -> String {
+    const MAX: usize = 60;
+    let flat: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= MAX {
+        flat
+    } else {
+        format!("{}...", flat.chars().take(MAX).collect::<String>())
+    }
 }
 
 impl ResourceChange {
@@ -131,6 +193,7 @@ pub async fn wait(
         let result = client
             .describe_change_set()
             .change_set_name(&handle.id)
+            .include_property_values(true)
             .send()
             .await;
         match result {
@@ -147,6 +210,7 @@ pub async fn wait(
                             let page = client
                                 .describe_change_set()
                                 .change_set_name(&handle.id)
+                                .include_property_values(true)
                                 .next_token(next)
                                 .send()
                                 .await
@@ -207,6 +271,35 @@ fn collect_changes(changes: &[aws_sdk_cloudformation::types::Change]) -> Vec<Res
             resource_type: rc.resource_type().unwrap_or_default().to_string(),
             replacement: rc.replacement().map(|r| r.as_str().to_string()),
             physical_id: rc.physical_resource_id().map(str::to_string),
+            details: rc
+                .details()
+                .iter()
+                .filter_map(|detail| {
+                    let target = detail.target()?;
+                    let cause = match (
+                        detail.change_source().map(|c| c.as_str().to_string()),
+                        detail.causing_entity(),
+                    ) {
+                        (Some(source), Some(entity)) => Some(format!("{source} {entity}")),
+                        (Some(source), None) => Some(source),
+                        (None, Some(entity)) => Some(entity.to_string()),
+                        (None, None) => None,
+                    };
+                    Some(PropertyChange {
+                        attribute: target
+                            .attribute()
+                            .map(|a| a.as_str().to_string())
+                            .unwrap_or_default(),
+                        name: target.name().or(target.path()).map(str::to_string),
+                        requires_recreation: target
+                            .requires_recreation()
+                            .map(|r| r.as_str().to_string()),
+                        before: target.before_value().map(str::to_string),
+                        after: target.after_value().map(str::to_string),
+                        cause,
+                    })
+                })
+                .collect(),
         })
         .collect()
 }
@@ -339,6 +432,14 @@ pub fn format_changes(changes: &[ResourceChange], colour: bool) -> String {
         );
         text.push_str(line.trim_end());
         text.push('\n');
+        // Several details often name one property (once per cause): show each once.
+        let mut shown = std::collections::BTreeSet::new();
+        for detail in &change.details {
+            let described = detail.describe();
+            if shown.insert(described.clone()) {
+                text.push_str(&format!("      {described}\n"));
+            }
+        }
     }
     text
 }
@@ -362,6 +463,7 @@ mod tests {
             resource_type: kind.into(),
             replacement: replacement.map(str::to_string),
             physical_id: None,
+            details: Vec::new(),
         }
     }
 
@@ -392,6 +494,55 @@ mod tests {
             true,
         );
         assert!(coloured.contains("\u{1b}[1;31mREPLACE"), "{coloured}");
+    }
+
+    #[test]
+    fn the_diff_lists_each_changed_property_once_with_its_values() {
+        let mut table = change(
+            "Modify",
+            "RecordsTable",
+            "AWS::DynamoDB::Table",
+            Some("False"),
+        );
+        let billing = PropertyChange {
+            attribute: "Properties".into(),
+            name: Some("BillingMode".into()),
+            requires_recreation: Some("Never".into()),
+            before: Some("PAY_PER_REQUEST".into()),
+            after: Some("PROVISIONED".into()),
+            cause: Some("DirectModification".into()),
+        };
+        let tags = PropertyChange {
+            attribute: "Tags".into(),
+            name: None,
+            requires_recreation: Some("Never".into()),
+            before: None,
+            after: None,
+            cause: None,
+        };
+        let long = PropertyChange {
+            attribute: "Properties".into(),
+            name: Some("Policy".into()),
+            requires_recreation: None,
+            before: None,
+            after: Some("x".repeat(200)),
+            cause: Some("ParameterReference Release".into()),
+        };
+        table.details = vec![billing.clone(), billing, tags, long];
+        let text = format_changes(&[table], false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[1],
+            "      Properties.BillingMode: PAY_PER_REQUEST -> PROVISIONED (recreation: Never, by DirectModification)"
+        );
+        assert_eq!(lines[2], "      Tags (recreation: Never)");
+        assert!(
+            lines[3].starts_with("      Properties.Policy: (none) -> xxx")
+                && lines[3].contains("...")
+                && lines[3].ends_with("(by ParameterReference Release)"),
+            "{text}"
+        );
     }
 
     #[test]

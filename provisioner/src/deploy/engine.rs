@@ -215,6 +215,16 @@ pub async fn run_on(
     reviewer: &mut dyn Reviewer,
 ) -> Result<RunOutcome, DeployError> {
     check_dependencies(specs)?;
+    let stacks: Vec<(&str, &str)> = specs
+        .iter()
+        .map(|s| (s.id.as_str(), s.stack_name.as_str()))
+        .collect();
+    guard::check_allowed(&options.allow_replace, &stacks).map_err(|message| {
+        DeployError::Invalid {
+            message,
+            help: "name each resource as <stack>/<LogicalId>, as the refusal printed it".into(),
+        }
+    })?;
     let index: BTreeMap<&str, usize> = specs
         .iter()
         .enumerate()
@@ -550,7 +560,12 @@ async fn process_stack(
             changed_upstream.join(", ")
         ));
     }
-    let refusals = guard::refusals(&changes, &context.options.allow_replace);
+    let refusals = guard::refusals(
+        &changes,
+        &context.options.allow_replace,
+        &spec.id,
+        &spec.stack_name,
+    );
     outcome.changes = changes.clone();
     outcome.refused = refusals.clone();
     let review = Review {

@@ -854,3 +854,74 @@ async fn a_prompt_answered_no_and_a_run_with_nobody_to_ask_have_exit_codes_of_th
         assert_eq!(delete.num_calls(), 1, "the change set is deleted");
     }
 }
+
+#[tokio::test]
+async fn the_plan_shows_which_properties_change_from_the_change_sets_details() {
+    use aws_sdk_cloudformation::types::{
+        ChangeSource, RequiresRecreation, ResourceAttribute, ResourceChangeDetail,
+        ResourceTargetDefinition,
+    };
+    let describe = mock!(Client::describe_stacks)
+        .then_output(|| stacks_output(stack(StackStatus::UpdateComplete, "old-template-hash")));
+    let detailed = Change::builder()
+        .resource_change(
+            ResourceChange::builder()
+                .action(ChangeAction::Modify)
+                .logical_resource_id("Records")
+                .resource_type("AWS::DynamoDB::Table")
+                .replacement(Replacement::False)
+                .details(
+                    ResourceChangeDetail::builder()
+                        .target(
+                            ResourceTargetDefinition::builder()
+                                .attribute(ResourceAttribute::Properties)
+                                .name("BillingMode")
+                                .requires_recreation(RequiresRecreation::Never)
+                                .before_value("PAY_PER_REQUEST")
+                                .after_value("PROVISIONED")
+                                .build(),
+                        )
+                        .change_source(ChangeSource::DirectModification)
+                        .build(),
+                )
+                .build(),
+        )
+        .build();
+    let ready = mock!(Client::describe_change_set)
+        .match_requests(|input| input.include_property_values() == Some(true))
+        .then_output(move || {
+            aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(detailed.clone())
+                .build()
+        });
+    let delete = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let create = create_change_set();
+    let template = old_template();
+    let clients = clients(&[&describe, &create, &ready, &delete, &template]);
+    let mut options = options(&[]);
+    options.mode = Mode::Plan;
+    let mut reviews = Recorder(Vec::new());
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        options,
+        Arc::new(Progress::hidden()),
+        &mut reviews,
+    )
+    .await
+    .expect("the run completes");
+    let change = &run.stacks[0].changes[0];
+    assert_eq!(change.details.len(), 1, "{}", run.to_text());
+    assert_eq!(change.details[0].name.as_deref(), Some("BillingMode"));
+    let diff = provisioner::deploy::changeset::format_changes(&reviews.0[0].changes, false);
+    assert!(
+        diff.contains(
+            "Properties.BillingMode: PAY_PER_REQUEST -> PROVISIONED (recreation: Never, by DirectModification)"
+        ),
+        "{diff}"
+    );
+}

@@ -237,7 +237,7 @@ async fn an_environment_lives_through_deploy_redeploy_change_refusal_and_destroy
     assert_eq!(data.refused[0].effect, "removed");
     assert_eq!(refused.stacks[2].result, StackResult::Blocked);
     assert!(
-        refused.to_text().contains("--allow-replace Records"),
+        refused.to_text().contains("--allow-replace data/Records"),
         "{}",
         refused.to_text()
     );
