@@ -288,6 +288,10 @@ pub struct DeployArgs {
     /// Wait this long for another deploy's lock (e.g. 10m); by default fail at once.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
     pub lock_timeout: Duration,
+    /// Execute exactly the change sets of this plan file (`plan --release <id> --out
+    /// <file>`), refusing if any stack changed since it was made.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["release", "build", "allow_dirty"])]
+    pub plan: Option<PathBuf>,
     /// After the last stack settles, watch the environment's alarms this long (e.g.
     /// 15m); an alarm entering ALARM rolls back to the previous release (exit 12).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -424,6 +428,10 @@ pub struct PlanArgs {
     /// Exit 5 when there are changes to deploy, 0 when there are none.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Keep the change sets and record them in this file, for `deploy --plan` to
+    /// execute exactly them (needs --release: a plan is of a published release).
+    #[arg(long, value_name = "FILE", requires = "release")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

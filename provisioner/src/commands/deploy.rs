@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::cli::{ChangeArgs, DeployArgs, OutputFormat};
 use crate::commands::build::{build_for, resolve};
 use crate::deploy::engine::Mode;
+use crate::deploy::planfile::PlanFile;
 use crate::error::{Error, ErrorBody};
 use crate::exit::Exit;
 use crate::ops::bake::{deploy_then_bake, BakeRequest};
@@ -48,6 +49,8 @@ pub fn request(project: &Project, args: &ChangeArgs, mode: Mode) -> Result<Reque
         yes: false,
         allow_downgrade: false,
         lock_timeout: std::time::Duration::ZERO,
+        keep_change_sets: false,
+        planned: None,
     })
 }
 
@@ -94,6 +97,11 @@ pub fn run(
     request.yes = args.yes;
     request.allow_downgrade = args.allow_downgrade;
     request.lock_timeout = args.lock_timeout;
+    if let Some(path) = &args.plan {
+        let plan = PlanFile::load(path)?;
+        request.source = Source::Published(ReleaseId::parse(&plan.release)?);
+        request.planned = Some(std::sync::Arc::new(plan));
+    }
     if let Some(duration) = args.bake {
         let bake = BakeRequest {
             env: args.change.env.clone(),

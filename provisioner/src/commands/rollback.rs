@@ -30,6 +30,8 @@ pub fn run(
         yes: args.yes,
         allow_downgrade: true,
         lock_timeout: args.lock_timeout,
+        keep_change_sets: false,
+        planned: None,
     };
     let report = match rollout::run(project, &request, format, out)? {
         Ok(report) => report,

@@ -94,6 +94,7 @@ pub fn run(
         yes: true,
         allow_downgrade: false,
         lock_timeout: Duration::ZERO,
+        plan: None,
         bake: None,
         probe: false,
         probe_timeout: Duration::from_secs(60),

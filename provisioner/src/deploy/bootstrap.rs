@@ -69,6 +69,8 @@ pub fn run(
         role_arn: None,
         rollback: None,
         interrupt: Default::default(),
+        keep_change_sets: false,
+        planned: None,
     };
     runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;

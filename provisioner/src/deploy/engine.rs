@@ -22,6 +22,7 @@ use super::clients::AwsClients;
 use super::events::{self, EventWatcher};
 use super::guard;
 use super::interrupt::{Interrupt, Level};
+use super::planfile::PlannedChangeSet;
 use super::progress::Progress;
 use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult};
 use super::stacks::{self, DeployedStack};
@@ -68,6 +69,11 @@ pub struct EngineOptions {
     pub rollback: Option<RollbackTrigger>,
     /// Ctrl-C: start nothing new, then cancel the updates in progress.
     pub interrupt: Interrupt,
+    /// Plan: keep the change sets (for a plan file) instead of deleting them.
+    pub keep_change_sets: bool,
+    /// Deploy a plan file: execute exactly these change sets (by stack name) and leave
+    /// every other stack alone.
+    pub planned: Option<Arc<BTreeMap<String, PlannedChangeSet>>>,
 }
 
 /// CloudFormation's RollbackConfiguration for a deploy: the environment's deploy-health
@@ -434,6 +440,16 @@ async fn process_stack(
     reviews: &mpsc::UnboundedSender<ReviewRequest>,
     outcome: &mut StackOutcome,
 ) -> Result<(), DeployError> {
+    if let Some(planned) = &context.options.planned {
+        return process_planned(
+            context,
+            spec,
+            planned.get(&spec.stack_name),
+            reviews,
+            outcome,
+        )
+        .await;
+    }
     let cfn = &context.clients.cloudformation;
     let progress = &context.progress;
     let mode = context.options.mode;
@@ -560,6 +576,68 @@ async fn process_stack(
             changed_upstream.join(", ")
         ));
     }
+    review_and_execute(context, spec, &handle, &kind, changes, reviews, outcome).await
+}
+
+/// Deploy from a plan file: executes the change set the plan recorded for this stack
+/// (after the same review, guard and confirmation as any), or leaves the stack alone
+/// when the plan found nothing to change in it.
+async fn process_planned(
+    context: &Context,
+    spec: &StackSpec,
+    planned: Option<&PlannedChangeSet>,
+    reviews: &mpsc::UnboundedSender<ReviewRequest>,
+    outcome: &mut StackOutcome,
+) -> Result<(), DeployError> {
+    let Some(planned) = planned else {
+        outcome.result = StackResult::Unchanged;
+        outcome.notes.push("nothing to change in the plan".into());
+        return Ok(());
+    };
+    let kind = ChangeSetType::from(planned.kind.as_str());
+    outcome.change_set_type = Some(kind.as_str().to_string());
+    outcome.change_set_id = Some(planned.id.clone());
+    let handle = ChangeSetHandle {
+        id: planned.id.clone(),
+        stack_id: planned.stack_id.clone(),
+        kind: kind.clone(),
+    };
+    let stale = |reason: String| DeployError::Invalid {
+        message: format!(
+            "the planned change set of {} can no longer be executed: {reason}",
+            spec.stack_name
+        ),
+        help: "run `provisioner plan --out <file>` again, review it, and deploy that plan".into(),
+    };
+    let state = changeset::wait(
+        &context.clients.cloudformation,
+        &handle,
+        context.options.poll,
+    )
+    .await
+    .map_err(|error| stale(error.to_string()))?;
+    match state {
+        ChangeSetState::Ready(changes) => {
+            review_and_execute(context, spec, &handle, &kind, changes, reviews, outcome).await
+        }
+        ChangeSetState::NoChanges => Err(stale("it has no changes any more".into())),
+        ChangeSetState::Failed(reason) => Err(stale(reason)),
+    }
+}
+
+/// Shows a computed change set, lets the guard and the person decide, and executes or
+/// deletes it (a plan that writes a plan file keeps it).
+async fn review_and_execute(
+    context: &Context,
+    spec: &StackSpec,
+    handle: &ChangeSetHandle,
+    kind: &ChangeSetType,
+    changes: Vec<changeset::ResourceChange>,
+    reviews: &mpsc::UnboundedSender<ReviewRequest>,
+    outcome: &mut StackOutcome,
+) -> Result<(), DeployError> {
+    let cfn = &context.clients.cloudformation;
+    let progress = &context.progress;
     let refusals = guard::refusals(
         &changes,
         &context.options.allow_replace,
@@ -585,33 +663,39 @@ async fn process_stack(
     };
     match decision {
         Decision::Execute if context.options.interrupt.is_stopping() => {
-            changeset::discard(cfn, &handle).await?;
+            changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::Interrupted;
             outcome.message =
                 Some("not executed: the deploy was interrupted; change set deleted".into());
             Ok(())
         }
-        Decision::Execute => execute(context, spec, &handle, outcome).await,
+        Decision::Execute => execute(context, spec, handle, outcome).await,
+        Decision::Discard if context.options.keep_change_sets => {
+            outcome.result = StackResult::Planned;
+            outcome.change_set_id = Some(handle.id.clone());
+            outcome.stack_id = Some(handle.stack_id.clone());
+            Ok(())
+        }
         Decision::Discard => {
-            changeset::discard(cfn, &handle).await?;
+            changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::Planned;
             Ok(())
         }
         Decision::Refused => {
-            changeset::discard(cfn, &handle).await?;
+            changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::Refused;
             outcome.message =
                 Some("a stateful resource would be removed or replaced; change set deleted".into());
             Ok(())
         }
         Decision::NotConfirmed(why) => {
-            changeset::discard(cfn, &handle).await?;
+            changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::NotConfirmed;
             outcome.message = Some(format!("{why}; change set deleted"));
             Ok(())
         }
         Decision::Declined => {
-            changeset::discard(cfn, &handle).await?;
+            changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::Declined;
             outcome.message = Some("declined at the prompt; change set deleted".into());
             Ok(())

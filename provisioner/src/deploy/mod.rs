@@ -16,6 +16,7 @@ pub mod engine;
 pub mod events;
 pub mod guard;
 pub mod interrupt;
+pub mod planfile;
 pub mod progress;
 pub mod report;
 pub mod setup;

@@ -86,6 +86,12 @@ pub struct StackOutcome {
     pub result: StackResult,
     /// `CREATE` or `UPDATE` when a change set was made.
     pub change_set_type: Option<String>,
+    /// The change set kept for a plan file, or executed from one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_set_id: Option<String>,
+    /// The stack's id, when a kept change set created or names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack_id: Option<String>,
     pub changes: Vec<ResourceChange>,
     pub refused: Vec<Refusal>,
     /// The stack's status after executing.
@@ -102,6 +108,8 @@ impl StackOutcome {
             stack_name: stack_name.to_string(),
             result,
             change_set_type: None,
+            change_set_id: None,
+            stack_id: None,
             changes: Vec::new(),
             refused: Vec::new(),
             status: None,

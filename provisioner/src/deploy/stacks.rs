@@ -111,6 +111,38 @@ pub fn is_success(status: &str) -> bool {
     )
 }
 
+/// The id of the stack's newest event: anything done to the stack (an update from any
+/// tool, a rollback) adds events, so a different id means the stack moved on. (Kept
+/// beside LastUpdatedTime, which emulators may not maintain.)
+pub async fn newest_event_id(client: &Client, stack: &str) -> Result<Option<String>, DeployError> {
+    let output = client
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|error| DeployError::aws(format!("DescribeStackEvents {stack}"), &error))?;
+    Ok(output
+        .stack_events()
+        .first()
+        .and_then(|event| event.event_id())
+        .map(str::to_string))
+}
+
+/// The newest event id of each of `stacks` (by name), fetched together.
+pub async fn newest_event_ids(
+    client: &Client,
+    stacks: &BTreeMap<String, DeployedStack>,
+) -> Result<BTreeMap<String, Option<String>>, DeployError> {
+    let fetched = futures_util::future::join_all(stacks.iter().map(|(name, stack)| async move {
+        (name.clone(), newest_event_id(client, &stack.stack_id).await)
+    }))
+    .await;
+    fetched
+        .into_iter()
+        .map(|(name, id)| id.map(|id| (name, id)))
+        .collect()
+}
+
 /// Describes one stack by name or id; `None` when it does not exist.
 pub async fn describe(client: &Client, name: &str) -> Result<Option<DeployedStack>, DeployError> {
     match client.describe_stacks().stack_name(name).send().await {

@@ -283,6 +283,8 @@ pub fn deploy_then_bake(
         yes: true,
         allow_downgrade: true,
         lock_timeout: Duration::from_secs(60),
+        keep_change_sets: false,
+        planned: None,
     };
     let rolled = match rollout::run(project, &rollback, format, out)? {
         Ok(report) => report,

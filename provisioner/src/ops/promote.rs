@@ -354,6 +354,8 @@ pub fn run(
             yes: request.yes,
             allow_downgrade: false,
             lock_timeout: request.lock_timeout,
+            keep_change_sets: false,
+            planned: None,
         };
         let deploy = match rollout::run_with(
             project,

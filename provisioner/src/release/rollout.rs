@@ -24,6 +24,7 @@ use crate::config::Environment;
 use crate::deploy::clients::AwsClients;
 use crate::deploy::engine::{self, Comparison, EngineOptions, Mode, RollbackTrigger};
 use crate::deploy::interrupt::{Interrupt, Level};
+use crate::deploy::planfile::PlanFile;
 use crate::deploy::progress::Progress;
 use crate::deploy::report::{ConsoleReviewer, RunOutcome, StackOutcome, StackResult, Verdict};
 use crate::deploy::setup::{
@@ -90,6 +91,10 @@ pub struct Request {
     pub allow_downgrade: bool,
     /// How long to wait for another deploy's lock (zero: fail at once).
     pub lock_timeout: Duration,
+    /// Plan: keep the change sets for a plan file.
+    pub keep_change_sets: bool,
+    /// Deploy: execute this plan's change sets and nothing else.
+    pub planned: Option<Arc<PlanFile>>,
 }
 
 /// One function zip as deployed.
@@ -101,6 +106,9 @@ pub struct DeployedZip {
     pub sha256: String,
     pub size: u64,
 }
+
+/// A stack as a plan saw it: status, last update, newest event id.
+pub type PlannedAgainst = (Option<String>, Option<String>, Option<String>);
 
 /// The JSON document of `plan`, `deploy` and `promote`.
 #[derive(Debug, Serialize)]
@@ -123,6 +131,9 @@ pub struct Report {
     pub history_id: Option<String>,
     /// AWS API requests the command made (every attempt counted).
     pub aws_requests: usize,
+    /// Plans only: each existing stack's status and last update when planned.
+    #[serde(skip)]
+    pub planned_against: BTreeMap<String, PlannedAgainst>,
 }
 
 impl Report {
@@ -857,6 +868,15 @@ async fn deploy_locked(
             monitoring_minutes: prepared.env.settings.alarms.rollback_monitoring_minutes,
         }),
         interrupt: Interrupt::process(),
+        keep_change_sets: false,
+        planned: match &request.planned {
+            Some(plan) => {
+                let events = stacks::newest_event_ids(&clients.cloudformation, &deployed).await?;
+                plan.check(&request.env, &deployed, &events)?;
+                Some(Arc::new(plan.change_sets()))
+            }
+            None => None,
+        },
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {
@@ -872,6 +892,7 @@ async fn deploy_locked(
         stacks: outcome.stacks,
         history_id: None,
         aws_requests: 0,
+        planned_against: BTreeMap::new(),
     }))
 }
 
@@ -977,7 +998,27 @@ async fn plan(
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
         rollback: None,
         interrupt: Interrupt::default(),
+        keep_change_sets: request.keep_change_sets,
+        planned: None,
     };
+    let mut events = if request.keep_change_sets {
+        stacks::newest_event_ids(&clients.cloudformation, &deployed).await?
+    } else {
+        BTreeMap::new()
+    };
+    let planned_against = deployed
+        .iter()
+        .map(|(name, stack)| {
+            (
+                name.clone(),
+                (
+                    Some(stack.status.clone()),
+                    stack.last_updated.clone(),
+                    events.remove(name).flatten(),
+                ),
+            )
+        })
+        .collect();
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {
         command: "plan",
@@ -992,6 +1033,7 @@ async fn plan(
         stacks: outcome.stacks,
         history_id: None,
         aws_requests: 0,
+        planned_against,
     }))
 }
 

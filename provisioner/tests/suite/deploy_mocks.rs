@@ -71,6 +71,8 @@ fn options(allow: &[&str]) -> EngineOptions {
         role_arn: None,
         rollback: None,
         interrupt: Default::default(),
+        keep_change_sets: false,
+        planned: None,
     }
 }
 

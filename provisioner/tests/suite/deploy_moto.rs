@@ -89,6 +89,8 @@ fn options(mode: Mode, allow: &[&str]) -> EngineOptions {
         role_arn: None,
         rollback: None,
         interrupt: Default::default(),
+        keep_change_sets: false,
+        planned: None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use provisioner::exit::Exit;
 use provisioner::release::deployments::{Deployments, HistoryEntry, LockHolder};
+use serde_json::Value;
 
 use crate::common::provisioner_binary;
 use crate::deploy_cli::local_fixture;
@@ -208,4 +209,131 @@ fn ctrl_c_while_waiting_for_the_lock_exits_130_with_its_json_and_history() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     let entries = history(&fixture, "local");
     assert_eq!(entries[0]["result"], "interrupted", "{entries:?}");
+}
+
+#[test]
+fn deploy_plan_executes_the_reviewed_change_sets_and_refuses_a_stale_plan() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "first");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+
+    // One setting only the compute and observability stacks read.
+    let set_retention = |days: u32| {
+        let local = fixture.read("environments/local.yaml");
+        let line = local
+            .lines()
+            .find(|l| l.trim_start().starts_with("retention_days:"))
+            .expect("a retention line")
+            .to_string();
+        let indent = &line[..line.len() - line.trim_start().len()];
+        fixture.write(
+            "environments/local.yaml",
+            &local.replace(&line, &format!("{indent}retention_days: {days}")),
+        );
+    };
+    set_retention(3);
+    commit_at(&fixture, "2026-11-02T10:00:00Z");
+    let second = ok(&fixture, &["release", "publish", "--env", "local"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan_path = dir.path().join("plan.json");
+    let plan_arg = plan_path.display().to_string();
+    let planned = ok(
+        &fixture,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--release",
+            &second,
+            "--out",
+            &plan_arg,
+        ],
+    );
+    let plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_path).expect("plan file"))
+            .expect("plan JSON");
+    assert_eq!(plan["release"], second.as_str());
+    let kept: Vec<(String, String)> = plan["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .filter(|s| !s["change_set"].is_null())
+        .map(|s| {
+            (
+                s["stack_name"].as_str().unwrap_or("").to_string(),
+                s["change_set"]["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        kept.iter()
+            .any(|(name, _)| name == "datasync-local-compute"),
+        "{plan}\n{planned}"
+    );
+
+    let deployed = ok(
+        &fixture,
+        &["deploy", "--env", "local", "--plan", &plan_arg, "--yes"],
+    );
+    assert_eq!(deployed["release"], second.as_str());
+    for stack in deployed["stacks"].as_array().expect("stacks") {
+        let name = stack["stack_name"].as_str().unwrap_or("");
+        match kept.iter().find(|(kept, _)| kept == name) {
+            Some((_, change_set)) => {
+                assert_eq!(stack["result"], "deployed", "{stack}");
+                assert_eq!(stack["change_set_id"], change_set.as_str(), "{stack}");
+            }
+            None => assert_eq!(stack["result"], "unchanged", "{stack}"),
+        }
+    }
+
+    // A plan whose stacks moved on before it was deployed is refused whole.
+    set_retention(5);
+    commit_at(&fixture, "2026-11-03T10:00:00Z");
+    let third = ok(&fixture, &["release", "publish", "--env", "local"])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    ok(
+        &fixture,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--release",
+            &third,
+            "--out",
+            &plan_arg,
+        ],
+    );
+    // Another pipeline deploys the same release first: the stacks moved on.
+    ok(
+        &fixture,
+        &["deploy", "--env", "local", "--release", &third, "--yes"],
+    );
+    let stale = run(
+        &fixture,
+        &["deploy", "--env", "local", "--plan", &plan_arg, "--yes"],
+    );
+    assert_eq!(stale.exit, Exit::Failed, "{}", stale.stdout);
+    assert!(
+        stale
+            .error()
+            .contains("the plan is stale, nothing was executed")
+            && stale.error().contains("datasync-local-compute")
+            && stale.error().contains("plan --release <id> --out <file>"),
+        "{}",
+        stale.error()
+    );
+    let wrong = run(
+        &fixture,
+        &["deploy", "--env", "other", "--plan", &plan_arg, "--yes"],
+    );
+    assert_eq!(wrong.exit, Exit::Failed);
 }
