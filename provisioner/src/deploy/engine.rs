@@ -19,7 +19,7 @@ use super::clients::AwsClients;
 use super::events::{self, EventWatcher};
 use super::guard;
 use super::progress::Progress;
-use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult};
+use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult, DELETE_REVIEW};
 use super::stacks::{self, DeployedStack};
 use sha2::{Digest, Sha256};
 
@@ -354,13 +354,41 @@ async fn process_stack(
         Some(stack) if stack.status == "REVIEW_IN_PROGRESS" => ChangeSetType::Create,
         Some(stack) if stack.status == "ROLLBACK_COMPLETE" => {
             let note = "was left in ROLLBACK_COMPLETE by a failed first deploy";
+            let left = stacks::left_behind(cfn, &stack.stack_id).await?;
+            for resource in &left {
+                outcome.notes.push(format!(
+                    "left behind by the failed create: {}",
+                    resource.describe()
+                ));
+            }
             if mode == Mode::Plan {
                 outcome.result = StackResult::Planned;
                 outcome.change_set_type = Some("CREATE".into());
-                outcome
-                    .notes
-                    .push(format!("{note}; deploy will delete it and create it again"));
+                outcome.notes.push(format!(
+                    "{note}; deploy will ask to delete it and create it again"
+                ));
                 return Ok(());
+            }
+            let review = Review {
+                stack_name: spec.stack_name.clone(),
+                change_set_type: DELETE_REVIEW.to_string(),
+                changes: left.iter().map(retained_change).collect(),
+                refusals: Vec::new(),
+            };
+            match ask(reviews, review).await {
+                Decision::Execute => {}
+                Decision::NotConfirmed(why) => {
+                    outcome.result = StackResult::NotConfirmed;
+                    outcome.message = Some(format!(
+                        "{why}; the stack stays in ROLLBACK_COMPLETE (`provisioner recover` deletes it too)"
+                    ));
+                    return Ok(());
+                }
+                Decision::Discard | Decision::Refused => {
+                    outcome.result = StackResult::NotConfirmed;
+                    outcome.message = Some("the stack stays in ROLLBACK_COMPLETE".into());
+                    return Ok(());
+                }
             }
             progress.note(
                 &spec.stack_name,
@@ -469,15 +497,7 @@ async fn process_stack(
         refusals,
     };
     progress.step(&spec.stack_name, "change set ready");
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let decision = if reviews.send((review, reply_tx)).is_ok() {
-        reply_rx
-            .await
-            .unwrap_or(Decision::NotConfirmed("the review was interrupted"))
-    } else {
-        Decision::NotConfirmed("the review was interrupted")
-    };
-    match decision {
+    match ask(reviews, review).await {
         Decision::Execute => execute(context, spec, &handle, outcome).await,
         Decision::Discard => {
             changeset::discard(cfn, &handle).await?;
@@ -497,6 +517,29 @@ async fn process_stack(
             outcome.message = Some(format!("{why}; change set deleted"));
             Ok(())
         }
+    }
+}
+
+/// Hands `review` to the loop that owns the reviewer and waits for its decision.
+async fn ask(reviews: &mpsc::UnboundedSender<ReviewRequest>, review: Review) -> Decision {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if reviews.send((review, reply_tx)).is_ok() {
+        reply_rx
+            .await
+            .unwrap_or(Decision::NotConfirmed("the review was interrupted"))
+    } else {
+        Decision::NotConfirmed("the review was interrupted")
+    }
+}
+
+/// A resource a failed create left behind, as a line of a deletion review.
+fn retained_change(resource: &stacks::LeftBehind) -> changeset::ResourceChange {
+    changeset::ResourceChange {
+        action: "Retained".into(),
+        logical_id: resource.logical_id.clone(),
+        resource_type: resource.resource_type.clone(),
+        replacement: None,
+        physical_id: Some(resource.physical_id.clone()),
     }
 }
 
@@ -666,7 +709,7 @@ async fn finish_execution(
     });
     if finished.status == "ROLLBACK_COMPLETE" {
         outcome.notes.push(
-            "the new stack rolled back; the next deploy deletes it before creating it again".into(),
+            "the new stack rolled back; the next deploy (or `provisioner recover`) asks to delete it before creating it again".into(),
         );
     }
     Ok(())

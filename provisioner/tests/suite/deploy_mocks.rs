@@ -1,5 +1,6 @@
 //! What moto cannot produce, on real SDK clients over `aws-smithy-mocks` rules: an
-//! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE, throttled
+//! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE (deleted only
+//! once confirmed, what it left behind listed), throttled
 //! DescribeStackEvents, a change set with no changes, a stateful replacement.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -301,24 +302,55 @@ async fn a_failed_update_that_rolls_back_reports_its_root_cause() {
     );
 }
 
+/// The resources of a rolled-back first create: the table was kept by its
+/// DeletionPolicy, the queue was deleted.
+fn rolled_back_resources() -> Rule {
+    mock!(Client::describe_stack_resources).then_output(|| {
+        aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput::builder()
+            .stack_resources(
+                aws_sdk_cloudformation::types::StackResource::builder()
+                    .logical_resource_id("Records")
+                    .physical_resource_id("datasync-dev-records")
+                    .resource_type("AWS::DynamoDB::Table")
+                    .resource_status(ResourceStatus::DeleteSkipped)
+                    .timestamp(DateTime::from_secs(1_700_000_000))
+                    .build(),
+            )
+            .stack_resources(
+                aws_sdk_cloudformation::types::StackResource::builder()
+                    .logical_resource_id("Queue")
+                    .physical_resource_id("https://sqs.eu-west-1.amazonaws.com/210987654321/q")
+                    .resource_type("AWS::SQS::Queue")
+                    .resource_status(ResourceStatus::DeleteComplete)
+                    .timestamp(DateTime::from_secs(1_700_000_000))
+                    .build(),
+            )
+            .build()
+    })
+}
+
 #[tokio::test]
-async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attempt() {
+async fn a_new_stack_left_in_rollback_complete_is_deleted_once_confirmed_and_created_again() {
     let describe = mock!(Client::describe_stacks)
         .sequence()
         .output(|| stacks_output(stack(StackStatus::RollbackComplete, "old-template-hash")))
         .output(|| stacks_output(stack(StackStatus::DeleteComplete, "old-template-hash")))
         .output(|| stacks_output(stack(StackStatus::CreateComplete, "new-template-hash")))
         .build();
+    let resources = rolled_back_resources();
     let delete = ok_rule(mock!(Client::delete_stack), || {
         aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
     });
     let events = ok_rule(mock!(Client::describe_stack_events), || {
         DescribeStackEventsOutput::builder().build()
     });
-    let execute = ok_rule(mock!(Client::execute_change_set), || {
-        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
-            .build()
-    });
+    // The new stack's resources are deleted if this create rolls back, retained or not.
+    let execute = mock!(Client::execute_change_set)
+        .match_requests(|input| input.retain_except_on_create() == Some(true))
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        });
     let create = mock!(Client::create_change_set)
         .match_requests(|input| input.change_set_type().map(|t| t.as_str()) == Some("CREATE"))
         .then_output(|| {
@@ -328,7 +360,9 @@ async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attemp
                 .build()
         });
     let ready = ready_change_set(vec![]);
-    let clients = clients(&[&describe, &delete, &events, &create, &ready, &execute]);
+    let clients = clients(&[
+        &describe, &resources, &delete, &events, &create, &ready, &execute,
+    ]);
     let mut reviews = Recorder(Vec::new());
 
     let run = engine::run(
@@ -343,22 +377,81 @@ async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attemp
     let outcome = &run.stacks[0];
     assert_eq!(outcome.result, StackResult::Deployed, "{}", run.to_text());
     assert_eq!(outcome.change_set_type.as_deref(), Some("CREATE"));
-    assert_eq!(
-        delete.num_calls(),
-        1,
-        "the rolled-back stack is deleted first"
+    let deletion = &reviews.0[0];
+    assert!(deletion.is_deletion(), "the deletion is reviewed first");
+    let shown = deletion.to_text(false);
+    assert!(
+        shown.contains("1 resource(s) left behind by the failed create")
+            && shown.contains("Records  AWS::DynamoDB::Table  datasync-dev-records")
+            && !shown.contains("Queue"),
+        "{shown}"
     );
+    assert_eq!(delete.num_calls(), 1, "the rolled-back stack is deleted");
     assert_eq!(
         create.num_calls(),
         1,
         "then created again through a CREATE change set"
     );
+    assert_eq!(execute.num_calls(), 1, "executed with RetainExceptOnCreate");
+    let text = run.to_text();
     assert!(
-        run.to_text()
-            .contains("left in ROLLBACK_COMPLETE by a failed first deploy; it was deleted"),
-        "{}",
-        run.to_text()
+        text.contains("left in ROLLBACK_COMPLETE by a failed first deploy; it was deleted")
+            && text.contains("left behind by the failed create: Records (AWS::DynamoDB::Table) datasync-dev-records: DELETE_SKIPPED"),
+        "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_stack_in_rollback_complete_is_never_deleted_without_confirmation() {
+    for (confirmation, why) in [
+        (
+            Confirmation::Unavailable,
+            "no terminal to confirm on; pass --yes",
+        ),
+        (Confirmation::Prompt, "declined at the prompt"),
+    ] {
+        let describe = ok_rule(mock!(Client::describe_stacks), || {
+            stacks_output(stack(StackStatus::RollbackComplete, "old-template-hash"))
+        });
+        let resources = rolled_back_resources();
+        let delete = ok_rule(mock!(Client::delete_stack), || {
+            aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+        });
+        let create = create_change_set();
+        let clients = clients(&[&describe, &resources, &delete, &create]);
+        let mut reviews = Recorder(Vec::new());
+        let run = engine::run(
+            &clients,
+            &[spec()],
+            EngineOptions {
+                confirmation,
+                ..options(&[])
+            },
+            Arc::new(Progress::hidden()),
+            &mut reviews,
+        )
+        .await
+        .expect("the run completes");
+        let outcome = &run.stacks[0];
+        assert_eq!(
+            outcome.result,
+            StackResult::NotConfirmed,
+            "{}",
+            run.to_text()
+        );
+        assert!(
+            outcome
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains(why) && m.contains("stays in ROLLBACK_COMPLETE")),
+            "{:?}",
+            outcome.message
+        );
+        assert_eq!(delete.num_calls(), 0, "nothing is deleted");
+        assert_eq!(create.num_calls(), 0, "nothing is created");
+        assert_eq!(reviews.0.len(), 1, "the deletion was shown");
+        assert_eq!(run.verdict(), Verdict::Refused);
+    }
 }
 
 #[tokio::test]
