@@ -93,6 +93,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete an environment's stacks, dependents first.
     Destroy(DestroyArgs),
+    /// Detect drift on every stack of an environment (CloudFormation DetectStackDrift):
+    /// the resources changed outside CloudFormation, property by property, expected
+    /// against actual. Exits 13 when anything drifted.
+    Drift(DriftArgs),
     /// Run the whole platform on this machine: start the emulator, deploy every stack to
     /// it, and host the functions in the foreground until Ctrl-C.
     Up(UpArgs),
@@ -433,6 +437,13 @@ pub struct DestroyArgs {
     /// log groups) will outlive their stacks.
     #[arg(long)]
     pub accept_retained: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Environment whose stacks to check.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
 }
 
 #[derive(Debug, Args)]
