@@ -13,6 +13,7 @@ pub mod local;
 pub mod plan;
 pub mod probe;
 pub mod promote;
+pub mod recover;
 pub mod release;
 pub mod render;
 pub mod rollback;

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod events;
 pub mod guard;
 pub mod progress;
+pub mod recover;
 pub mod report;
 pub mod setup;
 pub mod stacks;

@@ -1,9 +1,10 @@
 //! Operations on running environments built from the release and deploy layers:
 //! promotion between environments (gated on the source's health), rollback to an
-//! earlier release, and the end-to-end probe.
+//! earlier release, recovery of stuck stacks, and the end-to-end probe.
 
 pub mod alarms;
 pub mod ingest_client;
 pub mod probe;
 pub mod promote;
+pub mod recover;
 pub mod rollback;

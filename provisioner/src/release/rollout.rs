@@ -465,7 +465,7 @@ async fn end(
 }
 
 /// Takes the lock, waiting up to `timeout` for another deploy to finish.
-async fn acquire(
+pub async fn acquire(
     deployments: &Deployments,
     env: &Environment,
     holder: &LockHolder,
@@ -582,7 +582,7 @@ pub fn not_bootstrapped(env: &Environment) -> Error {
     .into()
 }
 
-fn spawn_heartbeat(
+pub fn spawn_heartbeat(
     deployments: Deployments,
     env: String,
     owner_id: String,

@@ -16,6 +16,7 @@ mod package_glibc;
 mod package_release;
 mod package_zip;
 mod promote_mocks;
+mod recover_mocks;
 mod releases;
 mod render_output;
 mod render_snapshots;
