@@ -67,6 +67,8 @@ pub fn run(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: None,
+        // The bootstrap stack's deploys are not recorded: its template decides.
+        seen: BTreeMap::new(),
     };
     runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;

@@ -1,6 +1,7 @@
 //! Plan and deploy: every stack in dependency order, independent stacks in parallel.
-//! An unchanged stack (same template hash, parameters and tags) is skipped without a
-//! change set; otherwise a change set is computed, shown, checked by the stateful guard,
+//! An unchanged stack (same template hash, parameters and tags, and either the
+//! LastUpdatedTime the last recorded deploy left it with or, failing that, the same
+//! template as CloudFormation returns it) is skipped without a change set; otherwise a change set is computed, shown, checked by the stateful guard,
 //! confirmed, and executed with its events streamed until a terminal status.
 //!
 //! Stack tasks run on the runtime; this module's loop owns the [`Reviewer`] (stdout and
@@ -20,7 +21,7 @@ use super::events::{self, EventWatcher};
 use super::guard;
 use super::progress::Progress;
 use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult, DELETE_REVIEW};
-use super::stacks::{self, DeployedStack};
+use super::stacks::{self, DeployedStack, SeenStack};
 use sha2::{Digest, Sha256};
 
 use super::{DeployError, PollSettings, StackSpec};
@@ -60,6 +61,11 @@ pub struct EngineOptions {
     /// The CloudFormation execution role every change set runs with (the bootstrap
     /// stack's); `None` runs them with the caller's own permissions (bootstrap itself).
     pub role_arn: Option<String>,
+    /// Per stack name, what the last recorded deploy left the stack with. A stack whose
+    /// tags match counts as unchanged without reading its template only when its
+    /// LastUpdatedTime is the recorded one; otherwise (no record, changed since, or an
+    /// emulator, which never reports LastUpdatedTime) its template decides.
+    pub seen: BTreeMap<String, SeenStack>,
 }
 
 enum Decision {
@@ -277,6 +283,11 @@ async fn process(
     outcome
 }
 
+/// The note on a stack whose tags say it runs the wanted template but whose template is
+/// another: it was updated outside the provisioner (an update keeps the stack's tags).
+pub const CHANGED_OUTSIDE: &str = "changed outside the provisioner: its tags name the template \
+     being deployed, but the stack runs another one";
+
 /// How a deployed stack compares with what would be deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparison {
@@ -407,19 +418,38 @@ async fn process_stack(
             })
         }
         Some(stack) if !stack.is_settled() => return Err(unsettled(stack)),
-        Some(stack) => match compare(spec, stack) {
-            Comparison::Same => {
-                outcome.result = StackResult::Unchanged;
-                return Ok(());
+        Some(stack) => {
+            let comparison = compare(spec, stack);
+            let seen = SeenStack {
+                last_updated: stack.last_updated.clone(),
+                template_sha256: spec.template_sha256.clone(),
+            };
+            let vouched = !context.options.emulator
+                && context
+                    .options
+                    .seen
+                    .get(&spec.stack_name)
+                    .is_some_and(|recorded| recorded.last_updated == stack.last_updated);
+            match comparison {
+                Comparison::Same if vouched => {
+                    outcome.result = StackResult::Unchanged;
+                    outcome.seen = Some(seen);
+                    return Ok(());
+                }
+                Comparison::Same | Comparison::TemplateToCheck
+                    if deployed_template_sha256(context, stack).await? == spec.template_sha256 =>
+                {
+                    outcome.result = StackResult::Unchanged;
+                    outcome.seen = Some(seen);
+                    return Ok(());
+                }
+                Comparison::Same => {
+                    outcome.notes.push(CHANGED_OUTSIDE.into());
+                    ChangeSetType::Update
+                }
+                _ => ChangeSetType::Update,
             }
-            Comparison::TemplateToCheck
-                if deployed_template_sha256(context, stack).await? == spec.template_sha256 =>
-            {
-                outcome.result = StackResult::Unchanged;
-                return Ok(());
-            }
-            _ => ChangeSetType::Update,
-        },
+        }
     };
     outcome.change_set_type = Some(kind.as_str().to_string());
     progress.step(
@@ -692,6 +722,10 @@ async fn finish_execution(
     outcome.status = Some(finished.status.clone());
     if stacks::is_success(&finished.status) {
         outcome.result = StackResult::Deployed;
+        outcome.seen = finished.stack.as_ref().map(|stack| SeenStack {
+            last_updated: stack.last_updated.clone(),
+            template_sha256: spec.template_sha256.clone(),
+        });
         return Ok(());
     }
     outcome.result = StackResult::Failed;

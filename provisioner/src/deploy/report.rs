@@ -74,6 +74,10 @@ pub struct StackOutcome {
     pub refused: Vec<Refusal>,
     /// The stack's status after executing.
     pub status: Option<String>,
+    /// What the stack was left with, when this run deployed it or verified that it runs
+    /// the wanted template (recorded in the environment's state).
+    #[serde(skip)]
+    pub seen: Option<super::stacks::SeenStack>,
     pub root_cause: Option<StackEvent>,
     pub message: Option<String>,
     pub notes: Vec<String>,
@@ -89,6 +93,7 @@ impl StackOutcome {
             changes: Vec::new(),
             refused: Vec::new(),
             status: None,
+            seen: None,
             root_cause: None,
             message: None,
             notes: Vec::new(),

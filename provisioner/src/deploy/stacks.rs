@@ -236,3 +236,15 @@ pub async fn left_behind(client: &Client, stack: &str) -> Result<Vec<LeftBehind>
         })
         .collect())
 }
+
+/// What the provisioner last left a stack with, kept in the environment's state (the
+/// deployments table): the stack's LastUpdatedTime after the deploy that changed or
+/// checked it, and the template hash deployed then. CloudFormation moves
+/// LastUpdatedTime on every update, stack tags are kept by an update made outside the
+/// provisioner: a stack whose LastUpdatedTime is not the recorded one was changed by
+/// someone else since, whatever its tags say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeenStack {
+    pub last_updated: Option<String>,
+    pub template_sha256: String,
+}

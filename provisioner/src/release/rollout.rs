@@ -332,12 +332,13 @@ pub async fn run_with(
             entry.stacks_changed = report.stacks_changed();
             entry.result = result.to_string();
             entry.ended_at = Some(super::deployments::now());
-            let next = state.after(
+            let mut next = state.after(
                 id.as_str(),
                 result,
                 entry.ended_at.as_deref().unwrap_or_default(),
                 KEEP_RECENT,
             );
+            next.remember_stacks(&report.stacks);
             report.history_id = Some(entry.id.clone());
             deployments
                 .finish(&request.env, &holder.owner_id, &entry, Some(&next))
@@ -820,6 +821,7 @@ async fn deploy_locked(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
+        seen: state.stacks_seen.clone(),
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {
@@ -926,10 +928,11 @@ async fn plan(
         clients.dynamodb.clone(),
         &checkout_env.names.bootstrap.deployments_table,
     );
-    let previous = deployments
+    let state = deployments
         .state_if_bootstrapped(&request.env)
         .await?
-        .and_then(|s| s.release);
+        .unwrap_or_default();
+    let previous = state.release.clone();
     let options = EngineOptions {
         mode: Mode::Plan,
         release: id.to_string(),
@@ -938,6 +941,7 @@ async fn plan(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
+        seen: state.stacks_seen,
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {

@@ -1,7 +1,8 @@
 //! What moto cannot produce, on real SDK clients over `aws-smithy-mocks` rules: an
 //! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE (deleted only
 //! once confirmed, what it left behind listed), throttled
-//! DescribeStackEvents, a change set with no changes, a stateful replacement.
+//! DescribeStackEvents, a change set with no changes, a stateful replacement, a stack
+//! updated outside the provisioner whose tags still match.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -66,6 +67,7 @@ fn options(allow: &[&str]) -> EngineOptions {
         },
         emulator: false,
         role_arn: None,
+        seen: BTreeMap::new(),
     }
 }
 
@@ -651,5 +653,142 @@ async fn replacing_a_table_is_refused_unless_it_is_named() {
         1,
         "named with --allow-replace, the change set runs: {}",
         run.to_text()
+    );
+}
+
+/// A stack whose tags say it runs `spec()`'s template, last updated at `updated`.
+fn tagged_current(updated: i64) -> Stack {
+    Stack::builder()
+        .stack_name(STACK)
+        .stack_id(STACK_ID)
+        .stack_status(StackStatus::UpdateComplete)
+        .creation_time(DateTime::from_secs(1_700_000_000))
+        .last_updated_time(DateTime::from_secs(updated))
+        .tags(Tag::builder().key("app").value("datasync").build())
+        .tags(
+            Tag::builder()
+                .key(TEMPLATE_HASH_TAG)
+                .value("new-template-hash")
+                .build(),
+        )
+        .build()
+}
+
+fn seen_at(updated: i64) -> BTreeMap<String, provisioner::deploy::stacks::SeenStack> {
+    BTreeMap::from([(
+        STACK.to_string(),
+        provisioner::deploy::stacks::SeenStack {
+            last_updated: DateTime::from_secs(updated)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .ok(),
+            template_sha256: "new-template-hash".into(),
+        },
+    )])
+}
+
+#[tokio::test]
+async fn a_stack_updated_outside_the_provisioner_is_not_taken_for_current_by_its_tags() {
+    // As the last recorded deploy left it: skipped on its tags, no template read.
+    let describe = ok_rule(mock!(Client::describe_stacks), || {
+        stacks_output(tagged_current(1_700_000_500))
+    });
+    let template = old_template();
+    let clients_as_left = clients(&[&describe, &template]);
+    let run = engine::run(
+        &clients_as_left,
+        &[spec()],
+        EngineOptions {
+            seen: seen_at(1_700_000_500),
+            ..options(&[])
+        },
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(run.stacks[0].result, StackResult::Unchanged);
+    assert_eq!(template.num_calls(), 0, "the record vouches for the stack");
+    assert!(run.stacks[0].seen.is_some(), "and is renewed");
+
+    // Updated since (the console keeps the tags): the template decides, and it differs.
+    let describe = ok_rule(mock!(Client::describe_stacks), || {
+        stacks_output(tagged_current(1_700_009_999))
+    });
+    let template = old_template();
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change("Topic", "AWS::SNS::Topic", Replacement::False)]);
+    let delete = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let clients_changed = clients(&[&describe, &template, &create, &ready, &delete]);
+    let mut plan = options(&[]);
+    plan.mode = Mode::Plan;
+    plan.seen = seen_at(1_700_000_500);
+    let run = engine::run(
+        &clients_changed,
+        &[spec()],
+        plan,
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(template.num_calls(), 1, "the deployed template is read");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Planned,
+        "{}",
+        run.to_text()
+    );
+    assert!(
+        run.to_text().contains("changed outside the provisioner"),
+        "{}",
+        run.to_text()
+    );
+    assert!(run.stacks[0].seen.is_none(), "nothing is vouched for");
+
+    // No record at all (the first deploy that keeps one): the template decides too.
+    let body = "Resources: {}\n";
+    let hash = provisioner::render::sha256_hex(body.as_bytes());
+    let tag = hash.clone();
+    let describe = ok_rule(mock!(Client::describe_stacks), move || {
+        let mut stack = tagged_current(1_700_000_500);
+        stack.tags = Some(vec![
+            Tag::builder().key("app").value("datasync").build(),
+            Tag::builder()
+                .key(TEMPLATE_HASH_TAG)
+                .value(tag.clone())
+                .build(),
+        ]);
+        stacks_output(stack)
+    });
+    let same = ok_rule(mock!(Client::get_template), move || {
+        aws_sdk_cloudformation::operation::get_template::GetTemplateOutput::builder()
+            .template_body(body)
+            .build()
+    });
+    let clients_unrecorded = clients(&[&describe, &same]);
+    let mut wanted = spec();
+    wanted.template_sha256 = hash;
+    let run = engine::run(
+        &clients_unrecorded,
+        &[wanted],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Unchanged,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(same.num_calls(), 1, "without a record the template is read");
+    assert!(
+        run.stacks[0].seen.is_some(),
+        "and the stack is recorded from now on"
     );
 }
