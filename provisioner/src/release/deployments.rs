@@ -145,7 +145,7 @@ pub struct HistoryEntry {
     pub env: String,
     /// `history#<started_at>#<suffix>`.
     pub id: String,
-    /// `deploy`, `promote`, `rollback` or `unlock`.
+    /// `deploy`, `promote`, `rollback`, `recover` or `unlock`.
     pub kind: String,
     pub release: Option<String>,
     pub caller: String,
@@ -154,7 +154,8 @@ pub struct HistoryEntry {
     pub started_at: String,
     pub ended_at: Option<String>,
     /// `in-progress`, `deployed`, `no-changes`, `failed`, `refused`, `not-confirmed`,
-    /// `locked`, `older-release`, `interrupted` or `unlocked`.
+    /// `locked`, `older-release`, `interrupted` or `unlocked`; for `recover` also
+    /// `recovered` and `declined`.
     pub result: String,
     pub stacks_changed: Vec<String>,
     pub message: Option<String>,

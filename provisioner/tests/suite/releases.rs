@@ -2,7 +2,8 @@
 //! deploy a release from its bundle (not the checkout), promote between two emulated
 //! environments, the account guard, the deploy lock under two deploys started at once,
 //! older releases refused, stale locks and `unlock`, a stack changed behind the
-//! provisioner's back detected and redeployed, and the bad inputs a user can give.
+//! provisioner's back detected and redeployed, `recover` under the lock and `drift` on an
+//! emulator without DetectStackDrift, and the bad inputs a user can give.
 
 use std::sync::{Arc, Barrier};
 
@@ -1425,5 +1426,84 @@ fn a_stack_updated_behind_the_provisioners_back_is_detected_and_redeployed() {
             .iter()
             .all(|s| s["changed_outside"] == false),
         "{status}"
+    );
+}
+
+#[test]
+fn recover_acts_under_the_lock_on_record_and_drift_names_what_the_emulator_lacks() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "r1");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+
+    // Every stack settled: nothing to do, and the attempt is on record.
+    let settled = ok(&fixture, &["recover", "--env", "local"]);
+    assert_eq!(settled["settled"], true, "{settled}");
+    assert!(settled["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .all(|s| s["result"] == "settled"));
+    let text = run(&fixture, &["recover", "--env", "local"]);
+    assert!(
+        text.stdout
+            .contains("every stack is settled; nothing to recover"),
+        "{}",
+        text.stdout
+    );
+    let entries = history(&fixture, "local");
+    assert_eq!(entries[0]["kind"], "recover");
+    assert_eq!(entries[0]["result"], "no-changes");
+
+    // A --skip that names nothing to skip is refused, and the lock is released.
+    let bad = run(
+        &fixture,
+        &["recover", "--env", "local", "--skip", "Records"],
+    );
+    assert_eq!(bad.exit, Exit::Failed);
+    assert!(
+        bad.error()
+            .contains("--skip `Records`: no stack has a resource Records that failed to roll back")
+            && bad
+                .error()
+                .contains("no stack of the environment is in UPDATE_ROLLBACK_FAILED"),
+        "{}",
+        bad.error()
+    );
+    assert_eq!(history(&fixture, "local")[0]["result"], "failed");
+
+    // While a deploy holds the lock, recover does not touch the stacks.
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let deployments = Deployments::new(aws.dynamodb.clone(), "datasync-deployments");
+    let holder = LockHolder::this_process(
+        "arn:aws:sts::123456789012:user/ci",
+        "deploy",
+        "r",
+        std::time::Duration::from_secs(3600),
+    );
+    let entry = HistoryEntry::start("local", "deploy", Some("r"), &holder.caller);
+    block_on(deployments.acquire("local", &holder, &entry))
+        .expect("write")
+        .expect("the lock was free");
+    let locked = run(&fixture, &["recover", "--env", "local"]);
+    assert_eq!(locked.exit, Exit::Locked, "{}", locked.error());
+    assert!(
+        locked.error().contains("is being deployed by"),
+        "{}",
+        locked.error()
+    );
+    block_on(deployments.finish("local", &holder.owner_id, &entry, None)).expect("released");
+
+    // moto has no DetectStackDrift: drift says so instead of failing obscurely.
+    let drift = run(&fixture, &["drift", "--env", "local"]);
+    assert_eq!(drift.exit, Exit::Failed);
+    assert!(
+        drift
+            .error()
+            .contains("the emulator (moto) does not implement DetectStackDrift"),
+        "{}",
+        drift.error()
     );
 }
