@@ -792,3 +792,69 @@ async fn a_stack_updated_outside_the_provisioner_is_not_taken_for_current_by_its
         "and the stack is recorded from now on"
     );
 }
+
+#[tokio::test]
+async fn the_emulators_create_stack_carries_retain_except_on_create_too() {
+    // A new stack on the emulator: the reviewed CREATE change set becomes a CreateStack.
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| DescribeStacksOutput::builder().build())
+        .output(|| stacks_output(stack(StackStatus::CreateComplete, "new-template-hash")))
+        .repeatedly()
+        .build();
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change(
+        "Records",
+        "AWS::DynamoDB::Table",
+        Replacement::False,
+    )]);
+    let delete_change_set = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let delete_stack = ok_rule(mock!(Client::delete_stack), || {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let create_stack = mock!(Client::create_stack)
+        .match_requests(|input| input.retain_except_on_create() == Some(true))
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+                .stack_id(STACK_ID)
+                .build()
+        });
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder().build()
+    });
+    let clients = clients(&[
+        &describe,
+        &create,
+        &ready,
+        &delete_change_set,
+        &delete_stack,
+        &create_stack,
+        &events,
+    ]);
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        EngineOptions {
+            emulator: true,
+            ..options(&[])
+        },
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Deployed,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(
+        create_stack.num_calls(),
+        1,
+        "CreateStack with RetainExceptOnCreate"
+    );
+}
