@@ -1,8 +1,10 @@
 //! Plan and deploy: every stack in dependency order, independent stacks in parallel.
 //! An unchanged stack (same template hash, parameters and tags, and either the
 //! LastUpdatedTime the last recorded deploy left it with or, failing that, the same
-//! template as CloudFormation returns it) is skipped without a change set; otherwise a change set is computed, shown, checked by the stateful guard,
-//! confirmed, and executed with its events streamed until a terminal status.
+//! template as CloudFormation returns it) is skipped without a change set; otherwise a
+//! change set is computed, shown, checked by the stateful guard, confirmed, and executed
+//! with its events streamed until a terminal status. A new stack left in
+//! ROLLBACK_COMPLETE is deleted before its create only once confirmed like a change set.
 //!
 //! Stack tasks run on the runtime; this module's loop owns the [`Reviewer`] (stdout and
 //! the terminal), so diffs never interleave and prompts come one at a time.
@@ -429,7 +431,10 @@ async fn process_stack(
                     .options
                     .seen
                     .get(&spec.stack_name)
-                    .is_some_and(|recorded| recorded.last_updated == stack.last_updated);
+                    .is_some_and(|recorded| {
+                        recorded.last_updated == stack.last_updated
+                            && recorded.template_sha256 == spec.template_sha256
+                    });
             match comparison {
                 Comparison::Same if vouched => {
                     outcome.result = StackResult::Unchanged;

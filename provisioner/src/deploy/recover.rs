@@ -403,10 +403,7 @@ async fn recover_stack(
                 outcome.status_after = None;
                 outcome.result = RecoveryResult::Recovered;
                 outcome.message = Some(if outcome.left_behind.is_empty() {
-                    format!(
-                        "`provisioner deploy --env <env>` creates {} again",
-                        stack.name
-                    )
+                    format!("the next `provisioner deploy` creates {} again", stack.name)
                 } else {
                     format!(
                         "the resources left behind still exist: delete them (or their data is \
