@@ -93,6 +93,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete an environment's stacks, dependents first.
     Destroy(DestroyArgs),
+    /// Detect drift on every stack of an environment (CloudFormation DetectStackDrift):
+    /// the resources changed outside CloudFormation, property by property, expected
+    /// against actual. Exits 13 when anything drifted.
+    Drift(DriftArgs),
+    /// Get an environment's stacks out of stuck CloudFormation states, under its lock:
+    /// UPDATE_ROLLBACK_FAILED is rolled back further (ContinueUpdateRollback; `--skip`
+    /// for resources that cannot be), an operation left running by an interrupted deploy
+    /// is waited for (`--cancel` cancels an update), a new stack left in
+    /// ROLLBACK_COMPLETE is deleted once confirmed. Settled stacks are left alone.
+    Recover(RecoverArgs),
     /// Run the whole platform on this machine: start the emulator, deploy every stack to
     /// it, and host the functions in the foreground until Ctrl-C.
     Up(UpArgs),
@@ -458,6 +468,34 @@ pub struct DestroyArgs {
     /// log groups) will outlive their stacks.
     #[arg(long)]
     pub accept_retained: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Environment whose stacks to check.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Environment whose stacks to recover.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Skip this resource when continuing a failed rollback (ResourcesToSkip): a
+    /// logical id that failed to roll back, or `stack/LogicalId`. Repeat for several.
+    /// CloudFormation then marks it rolled back without touching it.
+    #[arg(long, value_name = "LOGICAL_ID")]
+    pub skip: Vec<String>,
+    /// Cancel an update in progress (CancelUpdateStack) instead of waiting for it.
+    #[arg(long)]
+    pub cancel: bool,
+    /// Delete a stack left in ROLLBACK_COMPLETE without asking (for CI).
+    #[arg(long)]
+    pub yes: bool,
+    /// Wait this long for another deploy's lock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Plan(args) => commands::plan::run(&project, &args, format, out),
         Command::Status(args) => commands::status::run(&project, &args, format, out),
         Command::Destroy(args) => commands::destroy::run(&project, &args, format, out),
+        Command::Drift(args) => commands::drift::run(&project, &args, format, out),
+        Command::Recover(args) => commands::recover::run(&project, &args, format, out),
         Command::Up(args) => commands::up::run(&project, &args, format, out),
         Command::Local(LocalCommand::Send(args)) => {
             commands::local::send(&project, &args, format, out)

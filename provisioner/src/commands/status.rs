@@ -61,9 +61,18 @@ pub fn run(
     let env_name = prepared.env.name.clone();
     let (rows, records, requests, state, lock) = runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;
-        let rows = status::read(&clients, &specs).await?;
+        let mut rows = status::read(&clients, &specs).await?;
         let deployments = Deployments::new(clients.dynamodb.clone(), &deployments_table);
         let state = deployments.state_if_bootstrapped(&env_name).await?;
+        if let Some(state) = &state {
+            status::mark_changed_outside(
+                &clients,
+                &mut rows,
+                &state.stacks_seen,
+                emulated.is_some(),
+            )
+            .await?;
+        }
         let lock = deployments.lock_if_bootstrapped(&env_name).await?;
         let deployed = rows.iter().any(|row| row.deployed);
         let records = match &emulated {

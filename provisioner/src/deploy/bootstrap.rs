@@ -71,6 +71,8 @@ pub fn run(
         interrupt: Default::default(),
         keep_change_sets: false,
         planned: None,
+        // The bootstrap stack's deploys are not recorded: its template decides.
+        seen: BTreeMap::new(),
     };
     runtime()?.block_on(async {
         let clients = AwsClients::connect(&prepared.target).await;

@@ -12,6 +12,14 @@ use serde::Serialize;
 use super::{is_throttling, DeployError, PollSettings, StackSpec, RELEASE_TAG};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+/// Passed as `RetainExceptOnCreate` to every ExecuteChangeSet, CreateStack and
+/// UpdateStack: a resource kept by `DeletionPolicy: Retain` (tables, queues, keys, log
+/// groups in prod-like environments) is still deleted when the operation that created
+/// it rolls back. A failed first create then leaves nothing behind whose explicit name
+/// would make the next create fail with AlreadyExists; resources that existed before
+/// the operation stay retained as their policy says.
+pub const RETAIN_EXCEPT_ON_CREATE: bool = true;
+
 /// One resource's planned change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ResourceChange {
@@ -314,6 +322,7 @@ pub async fn execute(
         .execute_change_set()
         .change_set_name(&handle.id)
         .client_request_token(token)
+        .retain_except_on_create(RETAIN_EXCEPT_ON_CREATE)
         .send()
         .await
         .map_err(|error| DeployError::aws("ExecuteChangeSet", &error))?;
@@ -340,6 +349,7 @@ pub async fn create_stack_like(
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .client_request_token(token)
+        .retain_except_on_create(RETAIN_EXCEPT_ON_CREATE)
         .send()
         .await
         .map_err(|error| DeployError::aws(format!("CreateStack {}", spec.stack_name), &error))?;
@@ -365,6 +375,7 @@ pub async fn update_stack_like(
         .capabilities(Capability::CapabilityIam)
         .capabilities(Capability::CapabilityNamedIam)
         .client_request_token(token)
+        .retain_except_on_create(RETAIN_EXCEPT_ON_CREATE)
         .send()
         .await
         .map_err(|error| DeployError::aws(format!("UpdateStack {}", spec.stack_name), &error))?;

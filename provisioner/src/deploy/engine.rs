@@ -1,7 +1,10 @@
 //! Plan and deploy: every stack in dependency order, independent stacks in parallel.
-//! An unchanged stack (same template hash, parameters and tags) is skipped without a
-//! change set; otherwise a change set is computed, shown, checked by the stateful guard,
-//! confirmed, and executed with its events streamed until a terminal status.
+//! An unchanged stack (same template hash, parameters and tags, and either the
+//! LastUpdatedTime the last recorded deploy left it with or, failing that, the same
+//! template as CloudFormation returns it) is skipped without a change set; otherwise a
+//! change set is computed, shown, checked by the stateful guard, confirmed, and executed
+//! with its events streamed until a terminal status. A new stack left in
+//! ROLLBACK_COMPLETE is deleted before its create only once confirmed like a change set.
 //!
 //! Stack tasks run on the runtime; this module's loop owns the [`Reviewer`] (stdout and
 //! the terminal), so diffs never interleave and prompts come one at a time.
@@ -24,8 +27,8 @@ use super::guard;
 use super::interrupt::{Interrupt, Level};
 use super::planfile::PlannedChangeSet;
 use super::progress::Progress;
-use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult};
-use super::stacks::{self, DeployedStack};
+use super::report::{Review, Reviewer, RunOutcome, StackOutcome, StackResult, DELETE_REVIEW};
+use super::stacks::{self, DeployedStack, SeenStack};
 use sha2::{Digest, Sha256};
 
 use super::{DeployError, PollSettings, StackSpec};
@@ -74,6 +77,11 @@ pub struct EngineOptions {
     /// Deploy a plan file: execute exactly these change sets (by stack name) and leave
     /// every other stack alone.
     pub planned: Option<Arc<BTreeMap<String, PlannedChangeSet>>>,
+    /// Per stack name, what the last recorded deploy left the stack with. A stack whose
+    /// tags match counts as unchanged without reading its template only when its
+    /// LastUpdatedTime is the recorded one; otherwise (no record, changed since, or an
+    /// emulator, which never reports LastUpdatedTime) its template decides.
+    pub seen: BTreeMap<String, SeenStack>,
 }
 
 /// CloudFormation's RollbackConfiguration for a deploy: the environment's deploy-health
@@ -378,6 +386,11 @@ async fn process(
     outcome
 }
 
+/// The note on a stack whose tags say it runs the wanted template but whose template is
+/// another: it was updated outside the provisioner (an update keeps the stack's tags).
+pub const CHANGED_OUTSIDE: &str = "changed outside the provisioner: its tags name the template \
+     being deployed, but the stack runs another one";
+
 /// How a deployed stack compares with what would be deployed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Comparison {
@@ -465,13 +478,48 @@ async fn process_stack(
         Some(stack) if stack.status == "REVIEW_IN_PROGRESS" => ChangeSetType::Create,
         Some(stack) if stack.status == "ROLLBACK_COMPLETE" => {
             let note = "was left in ROLLBACK_COMPLETE by a failed first deploy";
+            let left = stacks::left_behind(cfn, &stack.stack_id).await?;
+            for resource in &left {
+                outcome.notes.push(format!(
+                    "left behind by the failed create: {}",
+                    resource.describe()
+                ));
+            }
             if mode == Mode::Plan {
                 outcome.result = StackResult::Planned;
                 outcome.change_set_type = Some("CREATE".into());
-                outcome
-                    .notes
-                    .push(format!("{note}; deploy will delete it and create it again"));
+                outcome.notes.push(format!(
+                    "{note}; deploy will ask to delete it and create it again"
+                ));
                 return Ok(());
+            }
+            let review = Review {
+                stack_name: spec.stack_name.clone(),
+                change_set_type: DELETE_REVIEW.to_string(),
+                changes: left.iter().map(retained_change).collect(),
+                refusals: Vec::new(),
+            };
+            match ask(reviews, review).await {
+                Decision::Execute => {}
+                Decision::NotConfirmed(why) => {
+                    outcome.result = StackResult::NotConfirmed;
+                    outcome.message = Some(format!(
+                        "{why}; the stack stays in ROLLBACK_COMPLETE (`provisioner recover` deletes it too)"
+                    ));
+                    return Ok(());
+                }
+                Decision::Declined => {
+                    outcome.result = StackResult::Declined;
+                    outcome.message = Some(
+                        "declined at the prompt; the stack stays in ROLLBACK_COMPLETE (`provisioner recover` deletes it too)".into(),
+                    );
+                    return Ok(());
+                }
+                Decision::Discard | Decision::Refused => {
+                    outcome.result = StackResult::NotConfirmed;
+                    outcome.message = Some("the stack stays in ROLLBACK_COMPLETE".into());
+                    return Ok(());
+                }
             }
             progress.note(
                 &spec.stack_name,
@@ -490,19 +538,41 @@ async fn process_stack(
             })
         }
         Some(stack) if !stack.is_settled() => return Err(unsettled(stack)),
-        Some(stack) => match compare(spec, stack) {
-            Comparison::Same => {
-                outcome.result = StackResult::Unchanged;
-                return Ok(());
+        Some(stack) => {
+            let comparison = compare(spec, stack);
+            let seen = SeenStack {
+                last_updated: stack.last_updated.clone(),
+                template_sha256: spec.template_sha256.clone(),
+            };
+            let vouched = !context.options.emulator
+                && context
+                    .options
+                    .seen
+                    .get(&spec.stack_name)
+                    .is_some_and(|recorded| {
+                        recorded.last_updated == stack.last_updated
+                            && recorded.template_sha256 == spec.template_sha256
+                    });
+            match comparison {
+                Comparison::Same if vouched => {
+                    outcome.result = StackResult::Unchanged;
+                    outcome.seen = Some(seen);
+                    return Ok(());
+                }
+                Comparison::Same | Comparison::TemplateToCheck
+                    if deployed_template_sha256(context, stack).await? == spec.template_sha256 =>
+                {
+                    outcome.result = StackResult::Unchanged;
+                    outcome.seen = Some(seen);
+                    return Ok(());
+                }
+                Comparison::Same => {
+                    outcome.notes.push(CHANGED_OUTSIDE.into());
+                    ChangeSetType::Update
+                }
+                _ => ChangeSetType::Update,
             }
-            Comparison::TemplateToCheck
-                if deployed_template_sha256(context, stack).await? == spec.template_sha256 =>
-            {
-                outcome.result = StackResult::Unchanged;
-                return Ok(());
-            }
-            _ => ChangeSetType::Update,
-        },
+        }
     };
     outcome.change_set_type = Some(kind.as_str().to_string());
     progress.step(
@@ -653,15 +723,7 @@ async fn review_and_execute(
         refusals,
     };
     progress.step(&spec.stack_name, "change set ready");
-    let (reply_tx, reply_rx) = oneshot::channel();
-    let decision = if reviews.send((review, reply_tx)).is_ok() {
-        reply_rx
-            .await
-            .unwrap_or(Decision::NotConfirmed("the review was interrupted"))
-    } else {
-        Decision::NotConfirmed("the review was interrupted")
-    };
-    match decision {
+    match ask(reviews, review).await {
         Decision::Execute if context.options.interrupt.is_stopping() => {
             changeset::discard(cfn, handle).await?;
             outcome.result = StackResult::Interrupted;
@@ -700,6 +762,30 @@ async fn review_and_execute(
             outcome.message = Some("declined at the prompt; change set deleted".into());
             Ok(())
         }
+    }
+}
+
+/// Hands `review` to the loop that owns the reviewer and waits for its decision.
+async fn ask(reviews: &mpsc::UnboundedSender<ReviewRequest>, review: Review) -> Decision {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if reviews.send((review, reply_tx)).is_ok() {
+        reply_rx
+            .await
+            .unwrap_or(Decision::NotConfirmed("the review was interrupted"))
+    } else {
+        Decision::NotConfirmed("the review was interrupted")
+    }
+}
+
+/// A resource a failed create left behind, as a line of a deletion review.
+fn retained_change(resource: &stacks::LeftBehind) -> changeset::ResourceChange {
+    changeset::ResourceChange {
+        action: "Retained".into(),
+        logical_id: resource.logical_id.clone(),
+        resource_type: resource.resource_type.clone(),
+        replacement: None,
+        physical_id: Some(resource.physical_id.clone()),
+        details: Vec::new(),
     }
 }
 
@@ -863,6 +949,10 @@ async fn finish_execution(
     outcome.status = Some(finished.status.clone());
     if stacks::is_success(&finished.status) {
         outcome.result = StackResult::Deployed;
+        outcome.seen = finished.stack.as_ref().map(|stack| SeenStack {
+            last_updated: stack.last_updated.clone(),
+            template_sha256: spec.template_sha256.clone(),
+        });
         return Ok(());
     }
     outcome.result = match finished.status.as_str() {
@@ -895,7 +985,7 @@ async fn finish_execution(
     });
     if finished.status == "ROLLBACK_COMPLETE" {
         outcome.notes.push(
-            "the new stack rolled back; the next deploy deletes it before creating it again".into(),
+            "the new stack rolled back; the next deploy (or `provisioner recover`) asks to delete it before creating it again".into(),
         );
     }
     Ok(())

@@ -12,12 +12,14 @@ pub mod bootstrap;
 pub mod changeset;
 pub mod clients;
 pub mod destroy;
+pub mod drift;
 pub mod engine;
 pub mod events;
 pub mod guard;
 pub mod interrupt;
 pub mod planfile;
 pub mod progress;
+pub mod recover;
 pub mod report;
 pub mod setup;
 pub mod stacks;
@@ -154,6 +156,28 @@ impl DeployError {
             _ => None,
         }
     }
+}
+
+/// True when the emulator answered an API it does not implement: moto fails such a
+/// call with an HTTP 500 whose body is no AWS error (so the SDK sees no error code).
+pub fn emulator_lacks<E>(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    let code = error.code();
+    matches!(code, Some("NotImplemented" | "InternalFailure"))
+        || error
+            .message()
+            .is_some_and(|m| m.contains("not been implemented"))
+        || (code.is_none()
+            && error
+                .raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 500 | 501)))
 }
 
 /// True for AWS error codes that mean "slow down".

@@ -96,6 +96,10 @@ pub struct StackOutcome {
     pub refused: Vec<Refusal>,
     /// The stack's status after executing.
     pub status: Option<String>,
+    /// What the stack was left with, when this run deployed it or verified that it runs
+    /// the wanted template (recorded in the environment's state).
+    #[serde(skip)]
+    pub seen: Option<super::stacks::SeenStack>,
     pub root_cause: Option<StackEvent>,
     pub message: Option<String>,
     pub notes: Vec<String>,
@@ -113,6 +117,7 @@ impl StackOutcome {
             changes: Vec::new(),
             refused: Vec::new(),
             status: None,
+            seen: None,
             root_cause: None,
             message: None,
             notes: Vec::new(),
@@ -268,7 +273,13 @@ impl RunOutcome {
     }
 }
 
-/// A computed change set waiting for a decision.
+/// The `change_set_type` of a review that asks to delete a new stack its failed first
+/// create left in ROLLBACK_COMPLETE; its `changes` are the resources that create left
+/// behind (action `Retained`), which deleting the stack does not remove.
+pub const DELETE_REVIEW: &str = "DELETE";
+
+/// A computed change set waiting for a decision (or, see [`DELETE_REVIEW`], a stack
+/// waiting to be deleted).
 #[derive(Debug, Clone)]
 pub struct Review {
     pub stack_name: String,
@@ -280,6 +291,9 @@ pub struct Review {
 impl Review {
     /// The diff with a heading and the guard's refusals.
     pub fn to_text(&self, colour: bool) -> String {
+        if self.is_deletion() {
+            return self.deletion_text();
+        }
         let mut text = format!(
             "{}: {} change set, {} resource change(s)\n",
             self.stack_name,
@@ -292,6 +306,39 @@ impl Review {
         text.push_str(&format_changes(&self.changes, colour));
         for refusal in &self.refusals {
             text.push_str(&format!("  refused: {}\n", refusal.explain()));
+        }
+        text
+    }
+}
+
+impl Review {
+    /// Asks to delete a stack left in ROLLBACK_COMPLETE, not to execute a change set.
+    pub fn is_deletion(&self) -> bool {
+        self.change_set_type == DELETE_REVIEW
+    }
+
+    fn deletion_text(&self) -> String {
+        let mut text = format!(
+            "{}: left in ROLLBACK_COMPLETE by a failed first create; it must be deleted before \
+             it can be created again\n",
+            self.stack_name
+        );
+        if self.changes.is_empty() {
+            text.push_str("  the failed create left no resources behind\n");
+            return text;
+        }
+        text.push_str(&format!(
+            "  {} resource(s) left behind by the failed create (deleting the stack does not \
+             remove them; creating it again fails on any that has a fixed name):\n",
+            self.changes.len()
+        ));
+        for change in &self.changes {
+            text.push_str(&format!(
+                "    {}  {}  {}\n",
+                change.logical_id,
+                change.resource_type,
+                change.physical_id.as_deref().unwrap_or("-")
+            ));
         }
         text
     }
@@ -326,7 +373,14 @@ impl Reviewer for ConsoleReviewer<'_> {
     }
 
     fn confirm(&mut self, review: &Review) -> bool {
-        eprint!("Execute the change set on {}? [y/N] ", review.stack_name);
+        if review.is_deletion() {
+            eprint!(
+                "Delete the stack {} and create it again? [y/N] ",
+                review.stack_name
+            );
+        } else {
+            eprint!("Execute the change set on {}? [y/N] ", review.stack_name);
+        }
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         if std::io::stdin().lock().read_line(&mut answer).is_err() {

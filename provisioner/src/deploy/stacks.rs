@@ -205,3 +205,78 @@ pub async fn describe_many(
     }
     Ok(found)
 }
+
+/// A resource of a stack that still exists although its stack no longer manages it:
+/// kept by its DeletionPolicy when a failed create rolled back (DELETE_SKIPPED), or
+/// not deleted because its deletion failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeftBehind {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub physical_id: String,
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+impl LeftBehind {
+    /// `Records (AWS::DynamoDB::Table) datasync-dev-records: DELETE_SKIPPED`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}) {}: {}{}",
+            self.logical_id,
+            self.resource_type,
+            self.physical_id,
+            self.status,
+            self.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// The resources a stack in ROLLBACK_COMPLETE (or DELETE_FAILED) left behind: every
+/// resource DescribeStackResources reports with a physical id and a status other than
+/// DELETE_COMPLETE. Deleting the stack does not remove them; a create of the same
+/// stack fails on any of them that has an explicit name.
+pub async fn left_behind(client: &Client, stack: &str) -> Result<Vec<LeftBehind>, DeployError> {
+    let output = client
+        .describe_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|error| DeployError::aws(format!("DescribeStackResources {stack}"), &error))?;
+    Ok(output
+        .stack_resources()
+        .iter()
+        .filter_map(|resource| {
+            let status = resource
+                .resource_status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default();
+            let physical_id = resource.physical_resource_id().unwrap_or_default();
+            (status != "DELETE_COMPLETE" && !physical_id.is_empty()).then(|| LeftBehind {
+                logical_id: resource
+                    .logical_resource_id()
+                    .unwrap_or_default()
+                    .to_string(),
+                resource_type: resource.resource_type().unwrap_or_default().to_string(),
+                physical_id: physical_id.to_string(),
+                status,
+                reason: resource.resource_status_reason().map(str::to_string),
+            })
+        })
+        .collect())
+}
+
+/// What the provisioner last left a stack with, kept in the environment's state (the
+/// deployments table): the stack's LastUpdatedTime after the deploy that changed or
+/// checked it, and the template hash deployed then. CloudFormation moves
+/// LastUpdatedTime on every update, stack tags are kept by an update made outside the
+/// provisioner: a stack whose LastUpdatedTime is not the recorded one was changed by
+/// someone else since, whatever its tags say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeenStack {
+    pub last_updated: Option<String>,
+    pub template_sha256: String,
+}

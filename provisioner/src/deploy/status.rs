@@ -1,12 +1,15 @@
 //! `status`: each stack of an environment as deployed (status, the release that last
-//! changed it, when, its outputs) and whether its template is the one rendered now.
+//! changed it, when, its outputs), whether its template is the one rendered now, and
+//! whether it was changed outside the provisioner since its last recorded deploy.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::clients::AwsClients;
-use super::stacks;
+use sha2::{Digest, Sha256};
+
+use super::stacks::{self, SeenStack};
 use super::{DeployError, StackSpec};
 
 /// One stack's deployed state.
@@ -23,6 +26,9 @@ pub struct StackStatus {
     pub last_updated: Option<String>,
     pub termination_protection: bool,
     pub outputs: BTreeMap<String, String>,
+    /// Updated since the last recorded deploy, and now running a template other than
+    /// the one that deploy left it with: someone changed it outside the provisioner.
+    pub changed_outside: bool,
 }
 
 impl StackStatus {
@@ -70,6 +76,7 @@ pub async fn read(
                 last_updated: stack.last_updated.clone(),
                 termination_protection: stack.termination_protection,
                 outputs: stack.outputs.clone(),
+                changed_outside: false,
             },
             None => StackStatus {
                 id: spec.id.clone(),
@@ -82,9 +89,42 @@ pub async fn read(
                 last_updated: None,
                 termination_protection: false,
                 outputs: BTreeMap::new(),
+                changed_outside: false,
             },
         })
         .collect())
+}
+
+/// Marks the rows of stacks changed outside the provisioner: those whose LastUpdatedTime
+/// moved since the last recorded deploy (every recorded stack on an emulator, which
+/// never reports LastUpdatedTime) and whose template, fetched, is not the one recorded.
+/// Stacks without a record are left unmarked.
+pub async fn mark_changed_outside(
+    clients: &AwsClients,
+    rows: &mut [StackStatus],
+    seen: &BTreeMap<String, SeenStack>,
+    emulator: bool,
+) -> Result<(), DeployError> {
+    for row in rows.iter_mut().filter(|row| row.deployed) {
+        let Some(recorded) = seen.get(&row.stack_name) else {
+            continue;
+        };
+        if !emulator && recorded.last_updated == row.last_updated {
+            continue;
+        }
+        let output = clients
+            .cloudformation
+            .get_template()
+            .stack_name(&row.stack_name)
+            .send()
+            .await
+            .map_err(|error| DeployError::aws(format!("GetTemplate {}", row.stack_name), &error))?;
+        let running = hex::encode(Sha256::digest(
+            output.template_body().unwrap_or_default().as_bytes(),
+        ));
+        row.changed_outside = running != recorded.template_sha256;
+    }
+    Ok(())
 }
 
 /// An aligned table, each stack's outputs indented under it.
@@ -108,6 +148,7 @@ pub fn to_text(rows: &[StackStatus]) -> String {
     for row in rows {
         let template = match (row.deployed, row.template_current) {
             (false, _) => "-",
+            _ if row.changed_outside => "changed outside the provisioner",
             (true, true) => "current",
             (true, false) => "differs from this checkout",
         };

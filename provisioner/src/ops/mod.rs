@@ -1,11 +1,12 @@
 //! Operations on running environments built from the release and deploy layers:
 //! promotion between environments (gated on the source's health), rollback to an
-//! earlier release, the bake that rolls a deploy back when alarms fire, and the
-//! end-to-end probe.
+//! earlier release, the bake that rolls a deploy back when alarms fire, recovery of
+//! stuck stacks, and the end-to-end probe.
 
 pub mod alarms;
 pub mod bake;
 pub mod ingest_client;
 pub mod probe;
 pub mod promote;
+pub mod recover;
 pub mod rollback;

@@ -4,7 +4,7 @@
 //! since when, the releases it ran before) and its history (`history#<time>#<n>`: every
 //! deploy attempt, promotion, rollback and broken lock, with who, what and how it ended).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
+use crate::deploy::stacks::SeenStack;
 use crate::deploy::DeployError;
 use crate::error::Error;
 
@@ -144,7 +145,7 @@ pub struct HistoryEntry {
     pub env: String,
     /// `history#<started_at>#<suffix>`.
     pub id: String,
-    /// `deploy`, `promote`, `rollback` or `unlock`.
+    /// `deploy`, `promote`, `rollback`, `recover` or `unlock`.
     pub kind: String,
     pub release: Option<String>,
     pub caller: String,
@@ -153,7 +154,8 @@ pub struct HistoryEntry {
     pub started_at: String,
     pub ended_at: Option<String>,
     /// `in-progress`, `deployed`, `no-changes`, `failed`, `refused`, `not-confirmed`,
-    /// `locked`, `older-release`, `interrupted` or `unlocked`.
+    /// `locked`, `older-release`, `interrupted` or `unlocked`; for `recover` also
+    /// `recovered` and `declined`.
     pub result: String,
     pub stacks_changed: Vec<String>,
     pub message: Option<String>,
@@ -245,6 +247,9 @@ pub struct EnvState {
     pub last_release: Option<String>,
     pub last_result: Option<String>,
     pub last_ended_at: Option<String>,
+    /// Per stack name, what the last deploy that changed or checked the stack left it
+    /// with (how a change made outside the provisioner is recognised).
+    pub stacks_seen: BTreeMap<String, SeenStack>,
 }
 
 impl EnvState {
@@ -270,10 +275,41 @@ impl EnvState {
                     .collect(),
             ),
         );
+        let seen = self
+            .stacks_seen
+            .iter()
+            .map(|(stack, seen)| {
+                let mut value = HashMap::new();
+                put_s(&mut value, "template_sha256", &seen.template_sha256);
+                if let Some(when) = &seen.last_updated {
+                    put_s(&mut value, "last_updated", when);
+                }
+                (stack.clone(), AttributeValue::M(value))
+            })
+            .collect();
+        item.insert("stacks_seen".into(), AttributeValue::M(seen));
         item
     }
 
     fn from_item(item: &Item) -> Self {
+        let stacks_seen = item
+            .get("stacks_seen")
+            .and_then(|v| v.as_m().ok())
+            .map(|seen| {
+                seen.iter()
+                    .filter_map(|(stack, value)| {
+                        let value = value.as_m().ok()?;
+                        Some((
+                            stack.clone(),
+                            SeenStack {
+                                last_updated: opt_s(value, "last_updated"),
+                                template_sha256: s(value, "template_sha256"),
+                            },
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
             release: opt_s(item, "release"),
             since: opt_s(item, "since"),
@@ -281,6 +317,18 @@ impl EnvState {
             last_release: opt_s(item, "last_release"),
             last_result: opt_s(item, "last_result"),
             last_ended_at: opt_s(item, "last_ended_at"),
+            stacks_seen,
+        }
+    }
+
+    /// Records what each stack that `outcomes` vouch for was left with; the others keep
+    /// their record (a stack not verified this time is checked again next time).
+    pub fn remember_stacks(&mut self, outcomes: &[crate::deploy::report::StackOutcome]) {
+        for outcome in outcomes {
+            if let Some(seen) = &outcome.seen {
+                self.stacks_seen
+                    .insert(outcome.stack_name.clone(), seen.clone());
+            }
         }
     }
 
@@ -770,6 +818,7 @@ mod tests {
             last_release: Some("r1".into()),
             last_result: Some("deployed".into()),
             last_ended_at: Some("t1".into()),
+            stacks_seen: BTreeMap::new(),
         };
         let failed = start.after("r2", "failed", "t2", 10);
         assert_eq!(failed.release.as_deref(), Some("r1"));

@@ -360,12 +360,13 @@ pub async fn run_with(
             entry.stacks_changed = report.stacks_changed();
             entry.result = result.to_string();
             entry.ended_at = Some(super::deployments::now());
-            let next = state.after(
+            let mut next = state.after(
                 id.as_str(),
                 result,
                 entry.ended_at.as_deref().unwrap_or_default(),
                 KEEP_RECENT,
             );
+            next.remember_stacks(&report.stacks);
             report.history_id = Some(entry.id.clone());
             deployments
                 .finish(&request.env, &holder.owner_id, &entry, Some(&next))
@@ -493,7 +494,7 @@ async fn end(
 }
 
 /// Takes the lock, waiting up to `timeout` for another deploy to finish.
-async fn acquire(
+pub async fn acquire(
     deployments: &Deployments,
     env: &Environment,
     holder: &LockHolder,
@@ -625,7 +626,7 @@ pub fn not_bootstrapped(env: &Environment) -> Error {
     .into()
 }
 
-fn spawn_heartbeat(
+pub fn spawn_heartbeat(
     deployments: Deployments,
     env: String,
     owner_id: String,
@@ -877,6 +878,7 @@ async fn deploy_locked(
             }
             None => None,
         },
+        seen: state.stacks_seen.clone(),
     };
     let outcome = run_engine(clients, &specs, deployed, options, format, out).await?;
     Ok(Ok(Report {
@@ -984,10 +986,11 @@ async fn plan(
         clients.dynamodb.clone(),
         &checkout_env.names.bootstrap.deployments_table,
     );
-    let previous = deployments
+    let state = deployments
         .state_if_bootstrapped(&request.env)
         .await?
-        .and_then(|s| s.release);
+        .unwrap_or_default();
+    let previous = state.release.clone();
     let options = EngineOptions {
         mode: Mode::Plan,
         release: id.to_string(),
@@ -1000,6 +1003,7 @@ async fn plan(
         interrupt: Interrupt::default(),
         keep_change_sets: request.keep_change_sets,
         planned: None,
+        seen: state.stacks_seen,
     };
     let mut events = if request.keep_change_sets {
         stacks::newest_event_ids(&clients.cloudformation, &deployed).await?

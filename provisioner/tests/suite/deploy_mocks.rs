@@ -1,8 +1,10 @@
 //! What moto cannot produce, on real SDK clients over `aws-smithy-mocks` rules: an
-//! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE, throttled
-//! DescribeStackEvents, a change set with no changes, a stateful replacement, rollback
-//! triggers and the alarm that fires one, Ctrl-C before and during an update, a prompt
-//! answered no and a run with nobody to ask.
+//! update that fails and rolls back, a new stack left in ROLLBACK_COMPLETE (deleted only
+//! once confirmed, what it left behind listed), throttled DescribeStackEvents, a change
+//! set with no changes, a stateful replacement, a stack updated outside the provisioner
+//! whose tags still match, rollback triggers and the alarm that fires one, Ctrl-C before
+//! and during an update, a prompt answered no and a run with nobody to ask, the
+//! properties a change set changes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -69,6 +71,7 @@ fn options(allow: &[&str]) -> EngineOptions {
         },
         emulator: false,
         role_arn: None,
+        seen: BTreeMap::new(),
         rollback: None,
         interrupt: Default::default(),
         keep_change_sets: false,
@@ -311,24 +314,55 @@ async fn a_failed_update_that_rolls_back_reports_its_root_cause() {
     );
 }
 
+/// The resources of a rolled-back first create: the table was kept by its
+/// DeletionPolicy, the queue was deleted.
+fn rolled_back_resources() -> Rule {
+    mock!(Client::describe_stack_resources).then_output(|| {
+        aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput::builder()
+            .stack_resources(
+                aws_sdk_cloudformation::types::StackResource::builder()
+                    .logical_resource_id("Records")
+                    .physical_resource_id("datasync-dev-records")
+                    .resource_type("AWS::DynamoDB::Table")
+                    .resource_status(ResourceStatus::DeleteSkipped)
+                    .timestamp(DateTime::from_secs(1_700_000_000))
+                    .build(),
+            )
+            .stack_resources(
+                aws_sdk_cloudformation::types::StackResource::builder()
+                    .logical_resource_id("Queue")
+                    .physical_resource_id("https://sqs.eu-west-1.amazonaws.com/210987654321/q")
+                    .resource_type("AWS::SQS::Queue")
+                    .resource_status(ResourceStatus::DeleteComplete)
+                    .timestamp(DateTime::from_secs(1_700_000_000))
+                    .build(),
+            )
+            .build()
+    })
+}
+
 #[tokio::test]
-async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attempt() {
+async fn a_new_stack_left_in_rollback_complete_is_deleted_once_confirmed_and_created_again() {
     let describe = mock!(Client::describe_stacks)
         .sequence()
         .output(|| stacks_output(stack(StackStatus::RollbackComplete, "old-template-hash")))
         .output(|| stacks_output(stack(StackStatus::DeleteComplete, "old-template-hash")))
         .output(|| stacks_output(stack(StackStatus::CreateComplete, "new-template-hash")))
         .build();
+    let resources = rolled_back_resources();
     let delete = ok_rule(mock!(Client::delete_stack), || {
         aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
     });
     let events = ok_rule(mock!(Client::describe_stack_events), || {
         DescribeStackEventsOutput::builder().build()
     });
-    let execute = ok_rule(mock!(Client::execute_change_set), || {
-        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
-            .build()
-    });
+    // The new stack's resources are deleted if this create rolls back, retained or not.
+    let execute = mock!(Client::execute_change_set)
+        .match_requests(|input| input.retain_except_on_create() == Some(true))
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        });
     let create = mock!(Client::create_change_set)
         .match_requests(|input| input.change_set_type().map(|t| t.as_str()) == Some("CREATE"))
         .then_output(|| {
@@ -338,7 +372,9 @@ async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attemp
                 .build()
         });
     let ready = ready_change_set(vec![]);
-    let clients = clients(&[&describe, &delete, &events, &create, &ready, &execute]);
+    let clients = clients(&[
+        &describe, &resources, &delete, &events, &create, &ready, &execute,
+    ]);
     let mut reviews = Recorder(Vec::new());
 
     let run = engine::run(
@@ -353,22 +389,83 @@ async fn a_new_stack_left_in_rollback_complete_is_deleted_before_the_next_attemp
     let outcome = &run.stacks[0];
     assert_eq!(outcome.result, StackResult::Deployed, "{}", run.to_text());
     assert_eq!(outcome.change_set_type.as_deref(), Some("CREATE"));
-    assert_eq!(
-        delete.num_calls(),
-        1,
-        "the rolled-back stack is deleted first"
+    let deletion = &reviews.0[0];
+    assert!(deletion.is_deletion(), "the deletion is reviewed first");
+    let shown = deletion.to_text(false);
+    assert!(
+        shown.contains("1 resource(s) left behind by the failed create")
+            && shown.contains("Records  AWS::DynamoDB::Table  datasync-dev-records")
+            && !shown.contains("Queue"),
+        "{shown}"
     );
+    assert_eq!(delete.num_calls(), 1, "the rolled-back stack is deleted");
     assert_eq!(
         create.num_calls(),
         1,
         "then created again through a CREATE change set"
     );
+    assert_eq!(execute.num_calls(), 1, "executed with RetainExceptOnCreate");
+    let text = run.to_text();
     assert!(
-        run.to_text()
-            .contains("left in ROLLBACK_COMPLETE by a failed first deploy; it was deleted"),
-        "{}",
-        run.to_text()
+        text.contains("left in ROLLBACK_COMPLETE by a failed first deploy; it was deleted")
+            && text.contains("left behind by the failed create: Records (AWS::DynamoDB::Table) datasync-dev-records: DELETE_SKIPPED"),
+        "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_stack_in_rollback_complete_is_never_deleted_without_confirmation() {
+    for (confirmation, why, result, verdict) in [
+        (
+            Confirmation::Unavailable,
+            "no terminal to confirm on; pass --yes",
+            StackResult::NotConfirmed,
+            Verdict::NeedsConfirmation,
+        ),
+        (
+            Confirmation::Prompt,
+            "declined at the prompt",
+            StackResult::Declined,
+            Verdict::Declined,
+        ),
+    ] {
+        let describe = ok_rule(mock!(Client::describe_stacks), || {
+            stacks_output(stack(StackStatus::RollbackComplete, "old-template-hash"))
+        });
+        let resources = rolled_back_resources();
+        let delete = ok_rule(mock!(Client::delete_stack), || {
+            aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+        });
+        let create = create_change_set();
+        let clients = clients(&[&describe, &resources, &delete, &create]);
+        let mut reviews = Recorder(Vec::new());
+        let run = engine::run(
+            &clients,
+            &[spec()],
+            EngineOptions {
+                confirmation,
+                ..options(&[])
+            },
+            Arc::new(Progress::hidden()),
+            &mut reviews,
+        )
+        .await
+        .expect("the run completes");
+        let outcome = &run.stacks[0];
+        assert_eq!(outcome.result, result, "{}", run.to_text());
+        assert!(
+            outcome
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains(why) && m.contains("stays in ROLLBACK_COMPLETE")),
+            "{:?}",
+            outcome.message
+        );
+        assert_eq!(delete.num_calls(), 0, "nothing is deleted");
+        assert_eq!(create.num_calls(), 0, "nothing is created");
+        assert_eq!(reviews.0.len(), 1, "the deletion was shown");
+        assert_eq!(run.verdict(), verdict);
+    }
 }
 
 #[tokio::test]
@@ -568,6 +665,209 @@ async fn replacing_a_table_is_refused_unless_it_is_named() {
         1,
         "named with --allow-replace, the change set runs: {}",
         run.to_text()
+    );
+}
+
+/// A stack whose tags say it runs `spec()`'s template, last updated at `updated`.
+fn tagged_current(updated: i64) -> Stack {
+    Stack::builder()
+        .stack_name(STACK)
+        .stack_id(STACK_ID)
+        .stack_status(StackStatus::UpdateComplete)
+        .creation_time(DateTime::from_secs(1_700_000_000))
+        .last_updated_time(DateTime::from_secs(updated))
+        .tags(Tag::builder().key("app").value("datasync").build())
+        .tags(
+            Tag::builder()
+                .key(TEMPLATE_HASH_TAG)
+                .value("new-template-hash")
+                .build(),
+        )
+        .build()
+}
+
+fn seen_at(updated: i64) -> BTreeMap<String, provisioner::deploy::stacks::SeenStack> {
+    BTreeMap::from([(
+        STACK.to_string(),
+        provisioner::deploy::stacks::SeenStack {
+            last_updated: DateTime::from_secs(updated)
+                .fmt(aws_smithy_types::date_time::Format::DateTime)
+                .ok(),
+            template_sha256: "new-template-hash".into(),
+        },
+    )])
+}
+
+#[tokio::test]
+async fn a_stack_updated_outside_the_provisioner_is_not_taken_for_current_by_its_tags() {
+    // As the last recorded deploy left it: skipped on its tags, no template read.
+    let describe = ok_rule(mock!(Client::describe_stacks), || {
+        stacks_output(tagged_current(1_700_000_500))
+    });
+    let template = old_template();
+    let clients_as_left = clients(&[&describe, &template]);
+    let run = engine::run(
+        &clients_as_left,
+        &[spec()],
+        EngineOptions {
+            seen: seen_at(1_700_000_500),
+            ..options(&[])
+        },
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(run.stacks[0].result, StackResult::Unchanged);
+    assert_eq!(template.num_calls(), 0, "the record vouches for the stack");
+    assert!(run.stacks[0].seen.is_some(), "and is renewed");
+
+    // Updated since (the console keeps the tags): the template decides, and it differs.
+    let describe = ok_rule(mock!(Client::describe_stacks), || {
+        stacks_output(tagged_current(1_700_009_999))
+    });
+    let template = old_template();
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change("Topic", "AWS::SNS::Topic", Replacement::False)]);
+    let delete = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let clients_changed = clients(&[&describe, &template, &create, &ready, &delete]);
+    let mut plan = options(&[]);
+    plan.mode = Mode::Plan;
+    plan.seen = seen_at(1_700_000_500);
+    let run = engine::run(
+        &clients_changed,
+        &[spec()],
+        plan,
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(template.num_calls(), 1, "the deployed template is read");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Planned,
+        "{}",
+        run.to_text()
+    );
+    assert!(
+        run.to_text().contains("changed outside the provisioner"),
+        "{}",
+        run.to_text()
+    );
+    assert!(run.stacks[0].seen.is_none(), "nothing is vouched for");
+
+    // No record at all (the first deploy that keeps one): the template decides too.
+    let body = "Resources: {}\n";
+    let hash = provisioner::render::sha256_hex(body.as_bytes());
+    let tag = hash.clone();
+    let describe = ok_rule(mock!(Client::describe_stacks), move || {
+        let mut stack = tagged_current(1_700_000_500);
+        stack.tags = Some(vec![
+            Tag::builder().key("app").value("datasync").build(),
+            Tag::builder()
+                .key(TEMPLATE_HASH_TAG)
+                .value(tag.clone())
+                .build(),
+        ]);
+        stacks_output(stack)
+    });
+    let same = ok_rule(mock!(Client::get_template), move || {
+        aws_sdk_cloudformation::operation::get_template::GetTemplateOutput::builder()
+            .template_body(body)
+            .build()
+    });
+    let clients_unrecorded = clients(&[&describe, &same]);
+    let mut wanted = spec();
+    wanted.template_sha256 = hash;
+    let run = engine::run(
+        &clients_unrecorded,
+        &[wanted],
+        options(&[]),
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Unchanged,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(same.num_calls(), 1, "without a record the template is read");
+    assert!(
+        run.stacks[0].seen.is_some(),
+        "and the stack is recorded from now on"
+    );
+}
+
+#[tokio::test]
+async fn the_emulators_create_stack_carries_retain_except_on_create_too() {
+    // A new stack on the emulator: the reviewed CREATE change set becomes a CreateStack.
+    let describe = mock!(Client::describe_stacks)
+        .sequence()
+        .output(|| DescribeStacksOutput::builder().build())
+        .output(|| stacks_output(stack(StackStatus::CreateComplete, "new-template-hash")))
+        .repeatedly()
+        .build();
+    let create = create_change_set();
+    let ready = ready_change_set(vec![change(
+        "Records",
+        "AWS::DynamoDB::Table",
+        Replacement::False,
+    )]);
+    let delete_change_set = ok_rule(mock!(Client::delete_change_set), || {
+        aws_sdk_cloudformation::operation::delete_change_set::DeleteChangeSetOutput::builder()
+            .build()
+    });
+    let delete_stack = ok_rule(mock!(Client::delete_stack), || {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let create_stack = mock!(Client::create_stack)
+        .match_requests(|input| input.retain_except_on_create() == Some(true))
+        .then_output(|| {
+            aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+                .stack_id(STACK_ID)
+                .build()
+        });
+    let events = ok_rule(mock!(Client::describe_stack_events), || {
+        DescribeStackEventsOutput::builder().build()
+    });
+    let clients = clients(&[
+        &describe,
+        &create,
+        &ready,
+        &delete_change_set,
+        &delete_stack,
+        &create_stack,
+        &events,
+    ]);
+    let run = engine::run(
+        &clients,
+        &[spec()],
+        EngineOptions {
+            emulator: true,
+            ..options(&[])
+        },
+        Arc::new(Progress::hidden()),
+        &mut Recorder(Vec::new()),
+    )
+    .await
+    .expect("the run completes");
+    assert_eq!(
+        run.stacks[0].result,
+        StackResult::Deployed,
+        "{}",
+        run.to_text()
+    );
+    assert_eq!(
+        create_stack.num_calls(),
+        1,
+        "CreateStack with RetainExceptOnCreate"
     );
 }
 

@@ -78,6 +78,7 @@ async fn failed_checks(compute_status: StackStatus) -> Vec<(String, String)> {
         last_release: Some(RELEASE.into()),
         last_result: Some("deployed".into()),
         last_ended_at: None,
+        ..EnvState::default()
     };
     let checks = source_health(
         &clients(compute_status),

@@ -1,7 +1,9 @@
 //! Releases against a moto server, through the CLI in-process: bootstrap, publish once,
 //! deploy a release from its bundle (not the checkout), promote between two emulated
 //! environments, the account guard, the deploy lock under two deploys started at once,
-//! older releases refused, stale locks and `unlock`, and the bad inputs a user can give.
+//! older releases refused, stale locks and `unlock`, a stack changed behind the
+//! provisioner's back detected and redeployed, `recover` under the lock and `drift` on an
+//! emulator without DetectStackDrift, and the bad inputs a user can give.
 
 use std::sync::{Arc, Barrier};
 
@@ -443,14 +445,15 @@ fn a_release_deploys_its_own_templates_and_zips_whatever_the_checkout_holds_now(
     }
 
     // The same release again: nothing to do, in at most five AWS calls (identity, the
-    // lock and history, the state, the stacks, the release of the lock).
+    // lock and history, the state, the stacks, the release of the lock) and, because
+    // moto never reports LastUpdatedTime, one GetTemplate per stack (six).
     let again = ok(
         &fixture,
         &["deploy", "--env", "local", "--release", &id, "--yes"],
     );
     assert_eq!(again["result"], "no-changes");
     assert!(
-        again["aws_requests"].as_u64().is_some_and(|n| n <= 5),
+        again["aws_requests"].as_u64().is_some_and(|n| n <= 5 + 6),
         "{}",
         again["aws_requests"]
     );
@@ -1321,4 +1324,190 @@ async fn expired_credentials_say_how_to_refresh_them() {
     );
     assert!(report.contains("aws sso login"), "{report}");
     assert_eq!(report.lines().count(), 2, "{report}");
+}
+
+#[test]
+fn a_stack_updated_behind_the_provisioners_back_is_detected_and_redeployed() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "r1");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    let deployed = ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+    assert_eq!(deployed["result"], "deployed", "{deployed}");
+    let status = ok(&fixture, &["status", "--env", "local"]);
+    assert!(
+        status["stacks"]
+            .as_array()
+            .expect("stacks")
+            .iter()
+            .all(|s| s["changed_outside"] == false),
+        "{status}"
+    );
+
+    // Someone adds a topic to the messaging stack with the CLI: UpdateStack keeps the
+    // stack's tags, template hash tag included.
+    let stack = "datasync-local-messaging";
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let template = block_on(aws.cloudformation.get_template().stack_name(stack).send())
+        .expect("template")
+        .template_body()
+        .expect("body")
+        .to_string();
+    let edited = template.replacen(
+        "Resources:\n",
+        "Resources:\n  AddedBehindTheBack:\n    Type: AWS::SNS::Topic\n",
+        1,
+    );
+    assert_ne!(edited, template, "the template has a Resources section");
+    block_on(
+        aws.cloudformation
+            .update_stack()
+            .stack_name(stack)
+            .template_body(edited)
+            .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityNamedIam)
+            .send(),
+    )
+    .expect("UpdateStack behind the provisioner's back");
+
+    let status = run(&fixture, &["status", "--env", "local"]);
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(stack) && l.contains("changed outside the provisioner")),
+        "{}",
+        status.stdout
+    );
+    let planned = ok(&fixture, &["plan", "--env", "local"]);
+    let stacks = planned["stacks"].as_array().expect("stacks");
+    for planned_stack in stacks {
+        let expected = if planned_stack["stack_name"] == stack {
+            "planned"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(planned_stack["result"], expected, "{planned_stack}");
+    }
+    let messaging = stacks
+        .iter()
+        .find(|s| s["stack_name"] == stack)
+        .expect("messaging planned");
+    assert!(
+        messaging["notes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n
+                .as_str()
+                .is_some_and(|n| n.contains("changed outside the provisioner")))),
+        "{messaging}"
+    );
+
+    let redeployed = ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+    assert_eq!(redeployed["result"], "deployed", "{redeployed}");
+    let changed: Vec<&str> = redeployed["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .filter(|s| s["result"] == "deployed")
+        .filter_map(|s| s["stack_name"].as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        [stack],
+        "only the stack changed outside is redeployed"
+    );
+    let running = block_on(aws.cloudformation.get_template().stack_name(stack).send())
+        .expect("template")
+        .template_body()
+        .expect("body")
+        .to_string();
+    assert_eq!(running, template, "the provisioner's template is back");
+    let status = ok(&fixture, &["status", "--env", "local"]);
+    assert!(
+        status["stacks"]
+            .as_array()
+            .expect("stacks")
+            .iter()
+            .all(|s| s["changed_outside"] == false),
+        "{status}"
+    );
+}
+
+#[test]
+fn recover_acts_under_the_lock_on_record_and_drift_names_what_the_emulator_lacks() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "r1");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    ok(&fixture, &["deploy", "--env", "local", "--yes"]);
+
+    // Every stack settled: nothing to do, and the attempt is on record.
+    let settled = ok(&fixture, &["recover", "--env", "local"]);
+    assert_eq!(settled["settled"], true, "{settled}");
+    assert!(settled["stacks"]
+        .as_array()
+        .expect("stacks")
+        .iter()
+        .all(|s| s["result"] == "settled"));
+    let text = run(&fixture, &["recover", "--env", "local"]);
+    assert!(
+        text.stdout
+            .contains("every stack is settled; nothing to recover"),
+        "{}",
+        text.stdout
+    );
+    let entries = history(&fixture, "local");
+    assert_eq!(entries[0]["kind"], "recover");
+    assert_eq!(entries[0]["result"], "no-changes");
+
+    // A --skip that names nothing to skip is refused, and the lock is released.
+    let bad = run(
+        &fixture,
+        &["recover", "--env", "local", "--skip", "Records"],
+    );
+    assert_eq!(bad.exit, Exit::Failed);
+    assert!(
+        bad.error()
+            .contains("--skip `Records`: no stack has a resource Records that failed to roll back")
+            && bad
+                .error()
+                .contains("no stack of the environment is in UPDATE_ROLLBACK_FAILED"),
+        "{}",
+        bad.error()
+    );
+    assert_eq!(history(&fixture, "local")[0]["result"], "failed");
+
+    // While a deploy holds the lock, recover does not touch the stacks.
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let deployments = Deployments::new(aws.dynamodb.clone(), "datasync-deployments");
+    let holder = LockHolder::this_process(
+        "arn:aws:sts::123456789012:user/ci",
+        "deploy",
+        "r",
+        std::time::Duration::from_secs(3600),
+    );
+    let entry = HistoryEntry::start("local", "deploy", Some("r"), &holder.caller);
+    block_on(deployments.acquire("local", &holder, &entry))
+        .expect("write")
+        .expect("the lock was free");
+    let locked = run(&fixture, &["recover", "--env", "local"]);
+    assert_eq!(locked.exit, Exit::Locked, "{}", locked.error());
+    assert!(
+        locked.error().contains("is being deployed by"),
+        "{}",
+        locked.error()
+    );
+    block_on(deployments.finish("local", &holder.owner_id, &entry, None)).expect("released");
+
+    // moto has no DetectStackDrift: drift says so instead of failing obscurely.
+    let drift = run(&fixture, &["drift", "--env", "local"]);
+    assert_eq!(drift.exit, Exit::Failed);
+    assert!(
+        drift
+            .error()
+            .contains("the emulator (moto) does not implement DetectStackDrift"),
+        "{}",
+        drift.error()
+    );
 }
