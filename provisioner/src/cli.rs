@@ -10,9 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Results go to stdout (`--output json` for machines); progress and logs go to stderr.
 ///
 /// Exit codes: 0 success (or no changes), 1 failure, 2 bad arguments,
-/// 3 validation failed, 4 refused by a safety guard, 5 changes present
+/// 3 validation failed, 4 refused by the stateful guard, 5 changes present
 /// (`plan --detailed-exitcode`), 6 locked by another deploy, 7 wrong AWS account,
-/// 8 release older than the running one, 9 promotion refused (source not healthy).
+/// 8 release older than the running one, 9 promotion refused (source not healthy),
+/// 10 needs confirmation (no terminal, no --yes), 11 declined at the prompt,
+/// 12 rolled back, 13 drift found, 14 unhealthy (`status --detailed-exitcode`),
+/// 130 interrupted (Ctrl-C).
 #[derive(Debug, Parser)]
 #[command(name = "provisioner", version, propagate_version = true)]
 pub struct Cli {
