@@ -2,7 +2,8 @@
 //! that fired before the deploy is reported and ignored; one that fires during the bake
 //! rolls the environment back to the previous release, exit 12), and Ctrl-C sent to the
 //! real binary while it waits for another deploy's lock (exit 130, the failure as JSON,
-//! the attempt in the history).
+//! the attempt in the history), plan files executed as reviewed and refused when stale,
+//! and the real binary's exit code and JSON document for each way a deploy stops.
 
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
@@ -336,4 +337,126 @@ fn deploy_plan_executes_the_reviewed_change_sets_and_refuses_a_stale_plan() {
         &["deploy", "--env", "other", "--plan", &plan_arg, "--yes"],
     );
     assert_eq!(wrong.exit, Exit::Failed);
+}
+
+/// Runs the real binary on `fixture` with `args`, stdin closed: (exit code, stdout).
+fn binary(fixture: &crate::common::Fixture, args: &[&str]) -> (Option<i32>, Value, String) {
+    let output = provisioner_binary()
+        .arg("--root")
+        .arg(fixture.root())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let document = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        output.status.code(),
+        document,
+        format!("{stdout}{}", String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+#[test]
+fn the_real_binary_ends_each_stop_with_its_own_exit_code_and_json_document() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    write_zips(&fixture, "first");
+    commit_at(&fixture, "2026-11-01T10:00:00Z");
+    ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    let expect = |args: &[&str], code: i32, kind: &str| {
+        let (exit, document, all) = binary(&fixture, args);
+        assert_eq!(exit, Some(code), "{args:?}: {all}");
+        assert_eq!(document["error"]["kind"], kind, "{args:?}: {all}");
+        assert_eq!(document["error"]["exit_code"], code, "{args:?}: {all}");
+        assert!(
+            document["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+                && document["error"]["fix"]
+                    .as_str()
+                    .is_some_and(|f| !f.is_empty()),
+            "{args:?}: {all}"
+        );
+    };
+    // Nothing deployed yet: unhealthy.
+    expect(
+        &[
+            "--output",
+            "json",
+            "status",
+            "--env",
+            "local",
+            "--detailed-exitcode",
+        ],
+        14,
+        "unhealthy",
+    );
+    // Changes to execute, no terminal and no --yes.
+    expect(
+        &["--output", "json", "deploy", "--env", "local"],
+        10,
+        "needs-confirmation",
+    );
+    // A person on a terminal answers no (`script` gives the binary one).
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        use std::io::Write as _;
+        let command = format!(
+            "{} --root {} deploy --env local",
+            env!("CARGO_BIN_EXE_provisioner"),
+            fixture.root().display()
+        );
+        let venv = crate::common::repo_root().join(".venv/bin");
+        let mut child = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    venv.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let answers = std::thread::spawn(move || {
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(500));
+                if stdin.write_all(b"n\n").is_err() {
+                    break;
+                }
+            }
+        });
+        let output = child.wait_with_output().expect("script ends");
+        let _ = answers.join();
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(11), "{shown}");
+        assert!(shown.contains("declined"), "{shown}");
+    }
+    // Another deploy holds the lock.
+    let aws = block_on(clients(&moto, "us-east-1"));
+    let deployments = Deployments::new(aws.dynamodb.clone(), "datasync-deployments");
+    let other = LockHolder::this_process(
+        "arn:aws:sts::123456789012:assumed-role/ci/run-9",
+        "deploy",
+        "20261101T100000Z-0123456789ab",
+        Duration::from_secs(3600),
+    );
+    let entry = HistoryEntry::start("local", "deploy", Some(&other.release), &other.caller);
+    block_on(deployments.acquire("local", &other, &entry))
+        .expect("write")
+        .expect("the lock was free");
+    expect(
+        &["--output", "json", "deploy", "--env", "local", "--yes"],
+        6,
+        "locked",
+    );
 }
