@@ -106,12 +106,52 @@ pub enum Command {
     /// is waited for (`--cancel` cancels an update), a new stack left in
     /// ROLLBACK_COMPLETE is deleted once confirmed. Settled stacks are left alone.
     Recover(RecoverArgs),
+    /// The dead-letter queue: `peek` shows what waits there (source, record id,
+    /// version, receive count, the ledger's reason), without taking it off the queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Move dead-lettered messages back to the records queue, losing none (deleted from
+    /// the dead-letter queue only once the records queue holds them); counts before and
+    /// after. Safe to run twice and while the pipeline runs.
+    Redrive(RedriveArgs),
     /// Run the whole platform on this machine: start the emulator, deploy every stack to
     /// it, and host the functions in the foreground until Ctrl-C.
     Up(UpArgs),
     /// Work with the platform running locally: send records, stop what `up` started.
     #[command(subcommand)]
     Local(LocalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Show dead-lettered messages (no payload unless `--show-payload`).
+    Peek(DlqPeekArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqPeekArgs {
+    /// Environment whose dead-letter queue to read.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Show at most this many messages (1-1000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub limit: u16,
+    /// Also show each message's body, personal fields included.
+    #[arg(long)]
+    pub show_payload: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RedriveArgs {
+    /// Environment whose dead-letter queue to move back.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Move at most this many messages (default: all).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Count what would move; move nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

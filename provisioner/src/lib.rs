@@ -20,7 +20,7 @@ pub mod render;
 
 use std::io::Write;
 
-use cli::{Cli, Command, EnvCommand, LocalCommand};
+use cli::{Cli, Command, DlqCommand, EnvCommand, LocalCommand};
 use error::Error;
 use exit::Exit;
 
@@ -50,6 +50,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Destroy(args) => commands::destroy::run(&project, &args, format, out),
         Command::Drift(args) => commands::drift::run(&project, &args, format, out),
         Command::Recover(args) => commands::recover::run(&project, &args, format, out),
+        Command::Dlq(DlqCommand::Peek(args)) => commands::dlq::peek(&project, &args, format, out),
+        Command::Redrive(args) => commands::dlq::redrive(&project, &args, format, out),
         Command::Up(args) => commands::up::run(&project, &args, format, out),
         Command::Local(LocalCommand::Send(args)) => {
             commands::local::send(&project, &args, format, out)

@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod config_errors;
+mod dead_letters;
 mod deploy_cli;
 mod deploy_mocks;
 mod deploy_moto;
