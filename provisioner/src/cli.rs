@@ -114,12 +114,61 @@ pub enum Command {
     /// the dead-letter queue only once the records queue holds them); counts before and
     /// after. Safe to run twice and while the pipeline runs.
     Redrive(RedriveArgs),
+    /// An environment's data: `export` the records table and the ledger to the artifact
+    /// bucket with per-source counts and checksums, `verify` an export against live
+    /// tables (exit 1 naming each source that differs), `import` one into another
+    /// environment. Together, the region-migration path and the decommission gate.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Run the whole platform on this machine: start the emulator, deploy every stack to
     /// it, and host the functions in the foreground until Ctrl-C.
     Up(UpArgs),
     /// Work with the platform running locally: send records, stop what `up` started.
     #[command(subcommand)]
     Local(LocalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Export the records table and the ledger (gzip JSON Lines and a manifest).
+    Export(DataExportArgs),
+    /// Check an export's files, then compare it with live tables, source by source.
+    Verify(DataVerifyArgs),
+    /// Load an export into an environment's tables (idempotent).
+    Import(DataImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataExportArgs {
+    /// Environment whose tables to export.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DataVerifyArgs {
+    /// Environment the export was taken from (its bucket holds it).
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The export's id, as `data export` printed it (e.g. 20261201T155500Z).
+    #[arg(long, value_name = "ID")]
+    pub export: String,
+    /// Compare with this environment's live tables instead (after an import).
+    #[arg(long, value_name = "ENV")]
+    pub against_env: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DataImportArgs {
+    /// Environment whose tables to load the export into.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// The export's id.
+    #[arg(long, value_name = "ID")]
+    pub export: String,
+    /// Environment the export was taken from (default: --env itself).
+    #[arg(long, value_name = "ENV")]
+    pub from_env: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

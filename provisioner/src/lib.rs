@@ -20,7 +20,7 @@ pub mod render;
 
 use std::io::Write;
 
-use cli::{Cli, Command, DlqCommand, EnvCommand, LocalCommand};
+use cli::{Cli, Command, DataCommand, DlqCommand, EnvCommand, LocalCommand};
 use error::Error;
 use exit::Exit;
 
@@ -52,6 +52,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Recover(args) => commands::recover::run(&project, &args, format, out),
         Command::Dlq(DlqCommand::Peek(args)) => commands::dlq::peek(&project, &args, format, out),
         Command::Redrive(args) => commands::dlq::redrive(&project, &args, format, out),
+        Command::Data(DataCommand::Export(args)) => {
+            commands::data::export(&project, &args, format, out)
+        }
+        Command::Data(DataCommand::Verify(args)) => {
+            commands::data::verify(&project, &args, format, out)
+        }
+        Command::Data(DataCommand::Import(args)) => {
+            commands::data::import(&project, &args, format, out)
+        }
         Command::Up(args) => commands::up::run(&project, &args, format, out),
         Command::Local(LocalCommand::Send(args)) => {
             commands::local::send(&project, &args, format, out)

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod build;
+pub mod data;
 pub mod deploy;
 pub mod destroy;
 pub mod dlq;

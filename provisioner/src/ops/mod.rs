@@ -1,10 +1,12 @@
 //! Operations on running environments built from the release and deploy layers:
 //! promotion between environments (gated on the source's health), rollback to an
 //! earlier release, the bake that rolls a deploy back when alarms fire, recovery of
-//! stuck stacks, the dead-letter queue (peek, redrive), and the end-to-end probe.
+//! stuck stacks, the dead-letter queue (peek, redrive), data export, verify and import,
+//! and the end-to-end probe.
 
 pub mod alarms;
 pub mod bake;
+pub mod data;
 pub mod dlq;
 pub mod ingest_client;
 pub mod probe;

@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod config_errors;
+mod data_parity;
 mod dead_letters;
 mod deploy_cli;
 mod deploy_mocks;

@@ -115,7 +115,7 @@ pub(crate) fn commit_at(fixture: &Fixture, date: &str) {
 
 /// A second emulated environment on the same server, in another region (so another
 /// bootstrap stack and another artifact bucket).
-fn add_environment(fixture: &Fixture, name: &str, region: &str, account: &str) {
+pub(crate) fn add_environment(fixture: &Fixture, name: &str, region: &str, account: &str) {
     let local = fixture.read("environments/local.yaml");
     let text = local
         .lines()
