@@ -1,7 +1,8 @@
 //! `provisioner probe` against the whole platform on this machine: `provisioner up` on
 //! free ports with the real functions, a probe that goes through every hop, and a probe
 //! that names the hop that broke while the worker is stopped (its processes frozen with
-//! SIGSTOP, then let go again).
+//! SIGSTOP, then let go again), and a deploy baked with the probe in that state, rolled
+//! back to the release before it.
 
 mod common;
 
@@ -175,7 +176,53 @@ fn the_probe_follows_a_record_through_every_hop_and_names_the_one_that_broke() {
         ])
         .output()
         .expect("promote runs");
+    // A deploy baked with the probe while the worker is stopped: the probe fails, and the
+    // release the environment ran before is deployed again.
+    let probe_env = fixture.read("environments/probe.yaml");
+    fixture.write_env("probe", &format!("{probe_env}logs:\n  retention_days: 3\n"));
+    let baked = provisioner()
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "--output",
+            "json",
+            "deploy",
+            "--env",
+            "probe",
+            "--yes",
+            "--bake",
+            "30s",
+            "--probe",
+            "--probe-timeout",
+            "3s",
+            "--artifacts",
+        ])
+        .arg(&artifacts)
+        .output()
+        .expect("deploy runs");
+    fixture.write_env("probe", &probe_env);
     signal(&workers, "-CONT");
+    let baked_report: Value = serde_json::from_slice(&baked.stdout).unwrap_or_else(|error| {
+        panic!(
+            "deploy printed no JSON ({error}): {}{}",
+            String::from_utf8_lossy(&baked.stdout),
+            String::from_utf8_lossy(&baked.stderr)
+        )
+    });
+    assert_eq!(
+        baked.status.code(),
+        Some(12),
+        "{baked_report}\n{}",
+        String::from_utf8_lossy(&baked.stderr)
+    );
+    assert_eq!(baked_report["bake"]["probe_ok"], false, "{baked_report}");
+    assert_eq!(baked_report["bake"]["failure"]["kind"], "probe");
+    assert_eq!(
+        baked_report["bake"]["failure"]["hop"],
+        "worker writes the records table"
+    );
+    assert_eq!(baked_report["rollback"]["command"], "rollback");
+    assert_eq!(baked_report["error"]["kind"], "rolled-back");
     let promote_stderr = String::from_utf8_lossy(&promote.stderr);
     assert_eq!(promote.status.code(), Some(9), "{promote_stderr}");
     assert!(
