@@ -13,7 +13,9 @@ pub mod secret;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use sync_core::envelope::{QueueMessage, MESSAGE_FORMAT};
 use sync_core::metrics::{names, Metrics};
-use sync_core::signature::{self, SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use sync_core::signature::{
+    self, SignatureError, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use sync_core::{future_version_error, normalize_record, storage_errors, Mappings};
 use tracing::{info, warn};
 
@@ -288,8 +290,14 @@ async fn authenticate(
         .await
         .map_err(|e| AuthFailure::SecretUnavailable(e.to_string()))?;
     let active = keys.keys_for(source).map_err(AuthFailure::Refused)?;
+    let signed = SignedRequest {
+        method: request.request_context.http.method.as_str(),
+        path: request::path(request).unwrap_or_default(),
+        source,
+    };
     signature::verify_any(
         active,
+        &signed,
         request::header(request, TIMESTAMP_HEADER),
         request::header(request, SIGNATURE_HEADER),
         body,

@@ -1,14 +1,16 @@
 //! Ingest's guarantees against moto: versions too far in the future are refused, signing
 //! keys rotate without downtime (two active keys, the secret read again after its time to
-//! live), and refusals tell an unauthenticated caller nothing about the configuration.
+//! live), a signature verifies only for the method, path and source it was made for, and
+//! refusals tell an unauthenticated caller nothing about the configuration.
 
 mod common;
 
 use std::time::Duration;
 
-use common::api::{body_json, employee, queued, setup, setup_with, signed, KEY, NOW};
+use common::api::{body_json, employee, queued, setup, setup_with, signed, signed_as, KEY, NOW};
 use ingest::config::SecretStoreKind;
 use ingest::{handle_request, SecretStore, SigningSecret};
+use sync_core::signature::SignedRequest;
 
 #[tokio::test]
 async fn a_version_too_far_in_the_future_is_refused_with_its_own_error() {
@@ -52,6 +54,59 @@ async fn during_a_rotation_requests_signed_with_either_key_are_accepted() {
     }
     let response = handle_request(&setup.ingest, signed("hris", &body, "retired", NOW), NOW).await;
     assert_eq!(response.status_code, 401);
+}
+
+#[tokio::test]
+async fn a_signature_made_for_one_source_or_path_is_refused_on_another() {
+    // One key for every source: only the signed source and path keep a source's
+    // signature from posting as another source.
+    let setup = setup().await;
+    let contact = serde_json::json!({
+        "id": "512", "updatedAt": "2024-05-01T11:00:00Z",
+        "properties": {"email": "ada@example.com"}
+    })
+    .to_string();
+    let for_hris = SignedRequest {
+        method: "POST",
+        path: "/integrations/hris/records",
+        source: "hris",
+    };
+    let replayed = signed_as("crm", &for_hris, &contact, KEY, NOW);
+    let response = handle_request(&setup.ingest, replayed, NOW).await;
+    assert_eq!(response.status_code, 401, "{}", body_json(&response));
+    assert!(body_json(&response)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("method, path, source, timestamp and body"));
+
+    let for_crm_elsewhere = SignedRequest {
+        method: "POST",
+        path: "/staging/integrations/crm/records",
+        source: "crm",
+    };
+    let response = handle_request(
+        &setup.ingest,
+        signed_as("crm", &for_crm_elsewhere, &contact, KEY, NOW),
+        NOW,
+    )
+    .await;
+    assert_eq!(response.status_code, 401);
+    let for_crm_put = SignedRequest {
+        method: "PUT",
+        path: "/integrations/crm/records",
+        source: "crm",
+    };
+    let response = handle_request(
+        &setup.ingest,
+        signed_as("crm", &for_crm_put, &contact, KEY, NOW),
+        NOW,
+    )
+    .await;
+    assert_eq!(response.status_code, 401);
+    assert!(queued(&setup).await.is_empty());
+
+    let response = handle_request(&setup.ingest, signed("crm", &contact, KEY, NOW), NOW).await;
+    assert_eq!(response.status_code, 202, "{}", body_json(&response));
 }
 
 #[tokio::test]

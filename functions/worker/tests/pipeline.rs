@@ -14,7 +14,7 @@ use common::{deadline, employee, ledger_items, s, stored_record, worker};
 use ingest::config::{IngestConfig, SecretStoreKind};
 use ingest::{Ingest, SecretStore, SigningSecret};
 use serde_json::{json, Value};
-use sync_core::signature::sign;
+use sync_core::signature::{sign, SignedRequest};
 use sync_core::Mappings;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -84,7 +84,18 @@ fn request(source: &str, records: &[Value], now: i64) -> ApiGatewayV2httpRequest
         .insert("x-sync-timestamp", now.to_string().parse().unwrap());
     event.headers.insert(
         "x-sync-signature",
-        sign(KEY.as_bytes(), now, body.as_bytes()).parse().unwrap(),
+        sign(
+            KEY.as_bytes(),
+            &SignedRequest {
+                method: "POST",
+                path: &format!("/integrations/{source}/records"),
+                source,
+            },
+            now,
+            body.as_bytes(),
+        )
+        .parse()
+        .unwrap(),
     );
     event.headers.insert(
         "x-correlation-id",

@@ -9,7 +9,7 @@ use ingest::config::{IngestConfig, SecretStoreKind};
 use ingest::{Ingest, SecretStore, SigningSecret};
 use serde_json::{json, Value};
 use sync_core::envelope::QueueMessage;
-use sync_core::signature::sign;
+use sync_core::signature::{sign, SignedRequest};
 use sync_core::Mappings;
 
 pub const NOW: i64 = 1_714_564_800;
@@ -97,14 +97,32 @@ pub fn event(source: &str, body: &str) -> ApiGatewayV2httpRequest {
     event
 }
 
+/// A request to `source`'s route, signed for that route (method, path and source).
 pub fn signed(source: &str, body: &str, key: &str, timestamp: i64) -> ApiGatewayV2httpRequest {
+    let path = format!("/integrations/{source}/records");
+    let signed_for = SignedRequest {
+        method: "POST",
+        path: &path,
+        source,
+    };
+    signed_as(source, &signed_for, body, key, timestamp)
+}
+
+/// A request to `source`'s route carrying a signature made for `signed_for`.
+pub fn signed_as(
+    source: &str,
+    signed_for: &SignedRequest<'_>,
+    body: &str,
+    key: &str,
+    timestamp: i64,
+) -> ApiGatewayV2httpRequest {
     let mut event = event(source, body);
     event
         .headers
         .insert("x-sync-timestamp", timestamp.to_string().parse().unwrap());
     event.headers.insert(
         "x-sync-signature",
-        sign(key.as_bytes(), timestamp, body.as_bytes())
+        sign(key.as_bytes(), signed_for, timestamp, body.as_bytes())
             .parse()
             .unwrap(),
     );
