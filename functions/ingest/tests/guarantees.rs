@@ -241,3 +241,62 @@ fn chrono_like() -> String {
         .unwrap()
         .to_rfc3339()
 }
+
+async fn ledger_states(setup: &common::api::Setup) -> Vec<(String, String)> {
+    let sdk = common::sdk_config().await;
+    let items = aws_sdk_dynamodb::Client::new(&sdk)
+        .scan()
+        .table_name(&setup.ledger_table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let mut states: Vec<(String, String)> = items
+        .iter()
+        .map(|item| {
+            let text = |name: &str| item[name].as_s().unwrap().clone();
+            (text("external_id"), text("state"))
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+#[tokio::test]
+async fn every_accepted_record_is_in_the_ledger_from_the_moment_it_is_accepted() {
+    let setup = setup().await;
+    let body = serde_json::json!({"records": [
+        employee("E1", "a@example.com"),
+        employee("E2", "not-an-email"),
+        employee("E3", "c@example.com"),
+    ]})
+    .to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    assert_eq!(body_json(&response)["accepted"], 2);
+    let accepted = vec![
+        ("E1".to_string(), "ACCEPTED".to_string()),
+        ("E3".to_string(), "ACCEPTED".to_string()),
+    ];
+    assert_eq!(ledger_states(&setup).await, accepted);
+    // A re-send is accepted again and settled by the worker; its entry is not replaced.
+    let response =
+        handle_request(&setup.ingest, signed("hris", &body, KEY, NOW + 5), NOW + 5).await;
+    assert_eq!(body_json(&response)["accepted"], 2);
+    assert_eq!(ledger_states(&setup).await, accepted);
+    assert_eq!(queued(&setup).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_record_the_ledger_cannot_take_is_not_queued_and_may_be_sent_again() {
+    let mut setup = setup().await;
+    setup.ingest.config.ledger_table = "no-such-ledger".into();
+    let body = employee("E1", "a@example.com").to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    assert_eq!(response.status_code, 503, "{}", body_json(&response));
+    let answer = body_json(&response);
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["errors"][0]["code"], "not_queued");
+    assert_eq!(answer["errors"][0]["retryable"], true);
+    assert!(queued(&setup).await.is_empty());
+}

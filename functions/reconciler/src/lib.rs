@@ -1,5 +1,6 @@
-//! The reconciler function, run on a schedule: re-enqueues ledger items stuck
-//! `IN_PROGRESS` past their lease and `RETRY` items past their backoff (found through the
+//! The reconciler function, run on a schedule: re-enqueues ledger items accepted by
+//! ingest but never claimed (`ACCEPTED` past `LEASE_SECONDS`), stuck `IN_PROGRESS` past
+//! their lease and `RETRY` items past their backoff (found through the
 //! `by-state` index, never a scan), publishes ledger counts per source and state, and
 //! reports the dead-letter queue's depth. Each run is bounded (`MAX_REDRIVE_PER_RUN`) and
 //! idempotent: an item is taken with a conditional write, so it is re-driven once per
@@ -167,7 +168,11 @@ async fn redrive_due(
 ) -> Result<(), ReconcileError> {
     let budget = reconciler.config.max_redrive_per_run;
     let mut taken = 0;
-    for state in [LedgerState::InProgress, LedgerState::Retry] {
+    for state in [
+        LedgerState::Accepted,
+        LedgerState::InProgress,
+        LedgerState::Retry,
+    ] {
         let mut start: Option<Item> = None;
         loop {
             if taken >= budget {

@@ -1,9 +1,11 @@
-//! The ledger (idempotency table): one item per idempotency key, moving through
+//! The ledger (idempotency table): one item per idempotency key, entered `ACCEPTED` by
+//! ingest when it accepts the record (before the message is sent), then moving through
 //! `IN_PROGRESS` -> `COMPLETED` | `RETRY` | `FAILED`. This module builds every conditional
 //! update as plain data; the worker and the reconciler send them.
 //!
 //! `next_attempt_at` (the `by-state` index's sort key) always says when the reconciler
-//! should look at the item again: the end of the lease while `IN_PROGRESS`, the end of the
+//! should look at the item again: acceptance plus `LEASE_SECONDS` while `ACCEPTED` (no
+//! worker claimed it yet), the end of the lease while `IN_PROGRESS`, the end of the
 //! backoff plus the queue's redelivery time in `RETRY`, the time of the last change in
 //! `COMPLETED` and `FAILED`. `not_before` is when a `RETRY` item may be claimed again.
 
@@ -15,6 +17,8 @@ use crate::store::AttrValue;
 /// A ledger state, as stored in `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LedgerState {
+    /// Accepted by ingest, its message sent (or being sent); no worker claimed it yet.
+    Accepted,
     /// A worker holds the item until `lease_until`.
     InProgress,
     /// Failed retryably; try again from `next_attempt_at`.
@@ -27,7 +31,8 @@ pub enum LedgerState {
 
 impl LedgerState {
     /// Every state.
-    pub const ALL: [LedgerState; 4] = [
+    pub const ALL: [LedgerState; 5] = [
+        LedgerState::Accepted,
         LedgerState::InProgress,
         LedgerState::Retry,
         LedgerState::Completed,
@@ -37,6 +42,7 @@ impl LedgerState {
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
+            LedgerState::Accepted => "ACCEPTED",
             LedgerState::InProgress => "IN_PROGRESS",
             LedgerState::Retry => "RETRY",
             LedgerState::Completed => "COMPLETED",
@@ -109,6 +115,7 @@ const NAMES: &[(&str, &str)] = &[
     ("#redrives", "redrives"),
     ("#not_before", "not_before"),
     ("#message", "message_id"),
+    ("#batch", "batch_id"),
 ];
 
 fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
@@ -206,7 +213,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
          #updated = :now, #expires = :expires, #message = :message REMOVE #reason, #not_before",
-        "attribute_not_exists(#key) \
+        "attribute_not_exists(#key) OR #state = :accepted \
          OR (#state = :retry AND (attribute_not_exists(#not_before) OR #not_before <= :now)) \
          OR (#state = :in_progress AND #lease < :now)",
         vec![
@@ -215,6 +222,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
                 AttrValue::s(LedgerState::InProgress.as_str()),
             ),
             (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
             (":lease", AttrValue::n(lease_until)),
             (":token", AttrValue::s(request.claim_token)),
             (":zero", AttrValue::n(0)),
@@ -230,6 +238,96 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
             (":message", AttrValue::s(request.message_id)),
         ],
     )
+}
+
+/// What ingest records about a record it accepts.
+#[derive(Debug, Clone)]
+pub struct AcceptRequest<'a> {
+    /// Idempotency key (the worker computes the same one from the message).
+    pub key: &'a str,
+    /// Source.
+    pub source: &'a str,
+    /// External id.
+    pub external_id: &'a str,
+    /// Source version.
+    pub source_version: u64,
+    /// `upsert` or `delete`.
+    pub operation: &'a str,
+    /// Correlation id.
+    pub correlation_id: &'a str,
+    /// The queue message body, so the reconciler can send it again.
+    pub body: &'a str,
+    /// The ingest request's batch id: a withdrawal removes only this request's entry.
+    pub batch_id: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// When the reconciler looks at it if no worker claimed it by then (Unix seconds).
+    pub next_attempt_at: i64,
+    /// When the ledger entry may expire (TTL, Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Enters a record ingest accepts as `ACCEPTED`, with its body, before its message is
+/// sent, so every accepted record is in the ledger from the moment it is accepted: one
+/// whose message is never claimed (lost, or in the DLQ) is re-driven by the reconciler
+/// from `next_attempt_at`. Refused (condition) when the key is in the ledger already: a
+/// re-send of a known record, which the worker settles (usually as a duplicate).
+pub fn accept(request: &AcceptRequest<'_>) -> LedgerUpdate {
+    update(
+        request.key,
+        "SET #state = :accepted, #next = :next, #attempts = :zero, #source = :source, \
+         #external_id = :external_id, #version = :version, #operation = :operation, \
+         #correlation = :correlation, #body = :body, #batch = :batch, #created = :now, \
+         #updated = :now, #expires = :expires",
+        "attribute_not_exists(#key)",
+        vec![
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
+            (":next", AttrValue::n(request.next_attempt_at)),
+            (":zero", AttrValue::n(0)),
+            (":source", AttrValue::s(request.source)),
+            (":external_id", AttrValue::s(request.external_id)),
+            (":version", AttrValue::n(request.source_version)),
+            (":operation", AttrValue::s(request.operation)),
+            (":correlation", AttrValue::s(request.correlation_id)),
+            (":body", AttrValue::s(request.body)),
+            (":batch", AttrValue::s(request.batch_id)),
+            (":now", AttrValue::n(request.now)),
+            (":expires", AttrValue::n(request.expires_at)),
+        ],
+    )
+}
+
+/// A conditional `DeleteItem` on the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerDelete {
+    /// The item's `idempotency_key`.
+    pub key: String,
+    /// `ConditionExpression`.
+    pub condition: &'static str,
+    /// `ExpressionAttributeNames`.
+    pub names: Arc<BTreeMap<String, String>>,
+    /// `ExpressionAttributeValues`.
+    pub values: BTreeMap<&'static str, AttrValue>,
+}
+
+/// Removes the `ACCEPTED` entry of a record whose message the queue did not take (the
+/// caller is told it was not accepted), unless a worker or another request has it since.
+pub fn withdraw(key: &str, batch_id: &str) -> LedgerDelete {
+    let entry = update(
+        key,
+        "",
+        "#state = :accepted AND #batch = :batch",
+        vec![
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
+            (":batch", AttrValue::s(batch_id)),
+        ],
+    );
+    LedgerDelete {
+        key: entry.key,
+        condition: entry.condition,
+        names: entry.names,
+        values: entry.values,
+    }
 }
 
 /// Enters a delivery that will not be claimed now (no time left in the invocation) as
@@ -285,6 +383,7 @@ pub fn claim_refusal(
             Some(at) if at > now => ClaimRefusal::NotYetDue(at),
             _ => ClaimRefusal::HeldElsewhere,
         },
+        Some(LedgerState::Accepted) => ClaimRefusal::HeldElsewhere,
         Some(LedgerState::InProgress) if lease_until.is_some_and(|lease| lease >= now) => {
             ClaimRefusal::HeldElsewhere
         }
@@ -443,10 +542,40 @@ mod tests {
         }
     }
 
+    fn accept_request() -> AcceptRequest<'static> {
+        AcceptRequest {
+            key: "k",
+            source: "hris",
+            external_id: "E1",
+            source_version: 5,
+            operation: "upsert",
+            correlation_id: "c",
+            body: "{}",
+            batch_id: "b",
+            now: 1000,
+            next_attempt_at: 1900,
+            expires_at: 9999,
+        }
+    }
+
+    #[test]
+    fn an_accepted_record_is_entered_with_its_body_and_claimable_by_a_worker() {
+        let entry = accept(&accept_request());
+        assert_eq!(entry.values[":accepted"], AttrValue::s("ACCEPTED"));
+        assert_eq!(entry.values[":body"], AttrValue::s("{}"));
+        assert_eq!(entry.values[":next"], AttrValue::n(1900));
+        assert_eq!(entry.condition, "attribute_not_exists(#key)");
+        assert!(claim(&request()).condition.contains("#state = :accepted"));
+        let withdrawal = withdraw("k", "b");
+        assert_eq!(withdrawal.names.len(), 2);
+        assert_eq!(withdrawal.values[":batch"], AttrValue::s("b"));
+    }
+
     #[test]
     fn every_alias_used_is_declared_and_no_other() {
         let updates = [
             claim(&request()),
+            accept(&accept_request()),
             enlist(&request(), 5),
             complete("k", "t", Outcome::Synced, 1),
             release_for_retry("k", "t", "r", 2, 3, 1),
