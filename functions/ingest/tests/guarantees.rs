@@ -182,10 +182,29 @@ async fn values_dynamodb_would_refuse_are_refused_per_field() {
     }
     deep["tree"] = nested;
     let fine = employee("E3", "c@example.com");
-    let body = serde_json::json!({"records": [big, deep, fine]}).to_string();
+    let mut precise = employee("E4", "d@example.com");
+    precise["badge"] = serde_json::from_str("1234567890123456789012345678901234567890").unwrap();
+    let mut exact = employee("E5", "e@example.com");
+    exact["badge"] = serde_json::from_str("123456789012345678901234567890").unwrap();
+    let body = serde_json::json!({"records": [big, deep, fine, precise, exact]}).to_string();
     let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
     let answer = body_json(&response);
-    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["errors"][2]["index"], 3, "{answer}");
+    assert_eq!(answer["errors"][2]["field_errors"][0]["field"], "badge");
+    assert_eq!(
+        answer["errors"][2]["field_errors"][0]["code"],
+        "too_many_digits"
+    );
+    let queued = queued(&setup).await;
+    let exact = queued
+        .iter()
+        .find(|(message, _)| message.record["employee_id"] == "E5")
+        .expect("E5 queued");
+    assert_eq!(
+        exact.0.record["badge"].to_string(),
+        "123456789012345678901234567890"
+    );
     assert_eq!(answer["errors"][0]["field_errors"][0]["field"], "score");
     assert_eq!(
         answer["errors"][0]["field_errors"][0]["code"],

@@ -536,3 +536,51 @@ async fn a_record_accepted_but_never_claimed_is_in_the_ledger_and_redriven() {
         assert_eq!(s(&item, "outcome"), "synced");
     }
 }
+
+#[tokio::test]
+async fn an_integer_beyond_64_bits_reaches_dynamodb_and_the_target_exactly() {
+    const BIG: &str = "123456789012345678901234567890";
+    let target = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&target)
+        .await;
+    let worker = worker(&target.uri()).await;
+    let ingest = ingest_on_new_queue(&worker).await;
+    let contact: Value = serde_json::from_str(&format!(
+        r#"{{"id": "C-big", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {{"email": "big@example.com", "account_number": {BIG}}}}}"#
+    ))
+    .unwrap();
+    let too_precise: Value = serde_json::from_str(
+        r#"{"id": "C-precise", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {"email": "p@example.com", "ratio": 0.1234567890123456789012345678901234567891}}"#,
+    )
+    .unwrap();
+    let at = now();
+    let response =
+        ingest::handle_request(&ingest, request("crm", &[contact, too_precise], at), at).await;
+    let answer: Value = match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let error = &answer["errors"][0]["field_errors"][0];
+    assert_eq!(error["field"], "properties.ratio", "{answer}");
+    assert_eq!(error["code"], "too_many_digits", "{answer}");
+
+    let counts = drain_through_worker(&ingest, &worker).await;
+    assert_eq!(counts.get("synced"), Some(&1), "{counts:?}");
+    let stored = stored_record(&worker, "crm", "C-big", "contact")
+        .await
+        .unwrap();
+    let unmapped = stored["unmapped"].as_m().unwrap();
+    assert_eq!(
+        unmapped["properties.account_number"].as_n().unwrap(),
+        BIG,
+        "{unmapped:?}"
+    );
+    let pushed = target.received_requests().await.unwrap();
+    let body = String::from_utf8(pushed[0].body.clone()).unwrap();
+    assert!(body.contains(&format!(":{BIG}")), "{body}");
+}
