@@ -3,7 +3,9 @@
 //! `IN_PROGRESS` -> `COMPLETED` | `RETRY` | `FAILED`. This module builds every conditional
 //! update as plain data; the worker and the reconciler send them.
 //!
-//! `next_attempt_at` (the `by-state` index's sort key) always says when the reconciler
+//! `state_shard` (`{state}#{n}`, the `by-state-shard` index's partition key, see
+//! [`STATE_SHARDS`]) is set with every change of `state`. `next_attempt_at` (the index's
+//! sort key) always says when the reconciler
 //! should look at the item again: acceptance plus `LEASE_SECONDS` while `ACCEPTED` (no
 //! worker claimed it yet), the end of the lease while `IN_PROGRESS`, the end of the
 //! backoff plus the queue's redelivery time in `RETRY`, the time of the last change in
@@ -116,7 +118,33 @@ const NAMES: &[(&str, &str)] = &[
     ("#not_before", "not_before"),
     ("#message", "message_id"),
     ("#batch", "batch_id"),
+    ("#shard", "state_shard"),
 ];
+
+/// Shards of the `by-state-shard` index: each item's `state_shard` is `{state}#{n}`, with
+/// `n` from its key, so the index's writes spread over `STATE_SHARDS` partitions per
+/// state instead of one; the reconciler queries every shard.
+pub const STATE_SHARDS: u32 = 8;
+
+/// The shard (`0..STATE_SHARDS`) of an idempotency key (FNV-1a over its bytes).
+pub fn shard_of(key: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u32::try_from(hash % u64::from(STATE_SHARDS)).unwrap_or(0)
+}
+
+/// The `state_shard` value of an item in `state` with `key`: `{STATE}#{shard}`.
+pub fn state_shard(state: &str, key: &str) -> String {
+    state_shard_value(state, shard_of(key))
+}
+
+/// The `state_shard` value of shard `shard` of `state`.
+pub fn state_shard_value(state: &str, shard: u32) -> String {
+    format!("{state}#{shard}")
+}
 
 fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
     NAMES
@@ -161,12 +189,23 @@ fn update(
     condition: &'static str,
     values: Vec<(&'static str, AttrValue)>,
 ) -> LedgerUpdate {
+    let mut values: BTreeMap<&'static str, AttrValue> = values.into_iter().collect();
+    // Every update that sets the state sets its index shard with it.
+    if let Some(alias) = update
+        .strip_prefix("SET #state = ")
+        .and_then(|rest| rest.split(',').next())
+    {
+        if let Some(AttrValue::S(state)) = values.get(alias.trim()) {
+            let shard = AttrValue::S(state_shard(state, key));
+            values.insert(":shard", shard);
+        }
+    }
     LedgerUpdate {
         key: key.to_string(),
         update,
         condition,
         names: cached_names(update, condition),
-        values: values.into_iter().collect(),
+        values,
     }
 }
 
@@ -208,7 +247,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
     let lease_until = request.now + request.lease_seconds;
     update(
         request.key,
-        "SET #state = :in_progress, #lease = :lease, #next = :lease, #token = :token, \
+        "SET #state = :in_progress, #shard = :shard, #lease = :lease, #next = :lease, #token = :token, \
          #attempts = if_not_exists(#attempts, :zero) + :one, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
@@ -275,7 +314,7 @@ pub struct AcceptRequest<'a> {
 pub fn accept(request: &AcceptRequest<'_>) -> LedgerUpdate {
     update(
         request.key,
-        "SET #state = :accepted, #next = :next, #attempts = :zero, #source = :source, \
+        "SET #state = :accepted, #shard = :shard, #next = :next, #attempts = :zero, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #batch = :batch, #created = :now, \
          #updated = :now, #expires = :expires",
@@ -337,7 +376,7 @@ pub fn withdraw(key: &str, batch_id: &str) -> LedgerDelete {
 pub fn enlist(request: &ClaimRequest<'_>, next_attempt_at: i64) -> LedgerUpdate {
     update(
         request.key,
-        "SET #state = :retry, #next = :next, #attempts = :zero, #source = :source, \
+        "SET #state = :retry, #shard = :shard, #next = :next, #attempts = :zero, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = :now, #updated = :now, \
          #expires = :expires",
@@ -398,7 +437,7 @@ const HELD_BY_THIS_CLAIM: &str = "#state = :in_progress AND #token = :token";
 pub fn complete(key: &str, claim_token: &str, outcome: Outcome, now: i64) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :completed, #outcome = :outcome, #next = :now, #updated = :now \
+        "SET #state = :completed, #shard = :shard, #outcome = :outcome, #next = :now, #updated = :now \
          REMOVE #lease, #token, #body, #reason",
         HELD_BY_THIS_CLAIM,
         vec![
@@ -429,7 +468,7 @@ pub fn release_for_retry(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :retry, #reason = :reason, #not_before = :not_before, #next = :next, \
+        "SET #state = :retry, #shard = :shard, #reason = :reason, #not_before = :not_before, #next = :next, \
          #updated = :now REMOVE #lease, #token",
         HELD_BY_THIS_CLAIM,
         vec![
@@ -451,7 +490,7 @@ pub fn release_for_retry(
 pub fn fail(key: &str, claim_token: &str, reason: &str, now: i64) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :failed, #reason = :reason, #next = :now, #updated = :now REMOVE #lease, #token",
+        "SET #state = :failed, #shard = :shard, #reason = :reason, #next = :now, #updated = :now REMOVE #lease, #token",
         HELD_BY_THIS_CLAIM,
         vec![
             (":failed", AttrValue::s(LedgerState::Failed.as_str())),
@@ -476,7 +515,7 @@ pub fn record_unreadable(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :failed, #source = :source, #correlation = :correlation, #body = :body, \
+        "SET #state = :failed, #shard = :shard, #source = :source, #correlation = :correlation, #body = :body, \
          #reason = :reason, #attempts = :one, #next = :now, #created = :now, #updated = :now, \
          #expires = :expires",
         "attribute_not_exists(#key)",
@@ -506,7 +545,7 @@ pub fn take_for_redrive(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :retry, #next = :next, #updated = :now, \
+        "SET #state = :retry, #shard = :shard, #next = :next, #updated = :now, \
          #redrives = if_not_exists(#redrives, :zero) + :one REMOVE #lease, #token, #not_before",
         "#state = :seen_state AND #next = :seen_next",
         vec![
@@ -569,6 +608,25 @@ mod tests {
         let withdrawal = withdraw("k", "b");
         assert_eq!(withdrawal.names.len(), 2);
         assert_eq!(withdrawal.values[":batch"], AttrValue::s("b"));
+    }
+
+    #[test]
+    fn every_state_change_sets_the_index_shard_from_the_key() {
+        let shard = state_shard("IN_PROGRESS", "k");
+        assert_eq!(shard, format!("IN_PROGRESS#{}", shard_of("k")));
+        assert_eq!(claim(&request()).values[":shard"], AttrValue::s(&shard));
+        assert_eq!(
+            complete("k", "t", Outcome::Synced, 1).values[":shard"],
+            AttrValue::s(state_shard("COMPLETED", "k"))
+        );
+        assert_eq!(
+            take_for_redrive("k", LedgerState::Accepted, 1, 2, 3).values[":shard"],
+            AttrValue::s(state_shard("RETRY", "k"))
+        );
+        // Keys spread over every shard.
+        let used: std::collections::BTreeSet<u32> =
+            (0..200).map(|n| shard_of(&format!("key-{n}"))).collect();
+        assert_eq!(used.len(), STATE_SHARDS as usize);
     }
 
     #[test]
