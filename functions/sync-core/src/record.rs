@@ -105,6 +105,17 @@ impl FieldError {
     }
 }
 
+/// The `unmapped` key of a JSON pointer: its segments (pointer escapes kept) joined by
+/// `.`, with a `.` inside a segment escaped as `~2` (see [`crate::pointer::dotted_path`]).
+pub fn unmapped_path(pointer: &str) -> String {
+    pointer
+        .trim_start_matches('/')
+        .split('/')
+        .fold(String::new(), |path, segment| {
+            crate::pointer::dotted_path(&path, &segment.replace("~1", "/").replace("~0", "~"))
+        })
+}
+
 /// `/properties/email` -> `properties.email`.
 pub fn dotted(pointer: &str) -> String {
     pointer.trim_start_matches('/').replace('/', ".")
@@ -328,7 +339,7 @@ pub fn normalize_record(
                 )),
                 Ok(Normalized::Absent) => {}
                 Ok(Normalized::KeptRaw(raw_value)) => {
-                    unmapped.insert(dotted(&field.from), raw_value);
+                    unmapped.insert(unmapped_path(&field.from), raw_value);
                 }
                 Err(error) => errors.push(error),
             }
@@ -447,6 +458,24 @@ mod storage_tests {
                 ("tiny", FieldErrorCode::NumberOutOfRange)
             ]
         );
+    }
+
+    #[test]
+    fn unmapped_keys_holding_dots_do_not_collide_with_nested_ones() {
+        let mapping = crate::Mappings::builtin().unwrap();
+        let crm = mapping.get("crm").unwrap();
+        let raw = json!({
+            "id": "7", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {"email": "a@example.com", "x": 1, "y.z": 3},
+            "properties.x": 2,
+            "a~b/c": 4,
+        });
+        let record = normalize_record(crm, &raw).unwrap();
+        assert_eq!(record.unmapped["properties.x"], json!(1));
+        assert_eq!(record.unmapped["properties~2x"], json!(2));
+        assert_eq!(record.unmapped["properties.y~2z"], json!(3));
+        assert_eq!(record.unmapped["a~0b~1c"], json!(4));
+        assert_eq!(unmapped_path("/a.b/c~1d"), "a~2b.c~1d");
     }
 
     #[test]
