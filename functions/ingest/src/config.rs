@@ -16,6 +16,13 @@ pub enum SecretStoreKind {
 pub struct IngestConfig {
     /// `QUEUE_URL`: the main queue.
     pub queue_url: String,
+    /// `LEDGER_TABLE`: where accepted records are entered before they are queued.
+    pub ledger_table: String,
+    /// `LEASE_SECONDS` (default 900): how long after acceptance the reconciler looks at a
+    /// record no worker claimed (the worker's lease length, longer than its timeout).
+    pub lease_seconds: i64,
+    /// `LEDGER_TTL_DAYS` (default 30): when ledger items expire.
+    pub ledger_ttl_days: i64,
     /// `SIGNING_SECRET_STORE`: `secretsmanager` or `ssm`.
     pub secret_store: SecretStoreKind,
     /// `SIGNING_SECRET_NAME`: secret name or parameter name.
@@ -55,6 +62,9 @@ impl IngestConfig {
         };
         Ok(Self {
             queue_url: env.required("QUEUE_URL", "set it to the URL of the records queue")?,
+            ledger_table: env.required("LEDGER_TABLE", "set it to the ledger table's name")?,
+            lease_seconds: env.number("LEASE_SECONDS", 900, "a number of seconds")?,
+            ledger_ttl_days: env.number("LEDGER_TTL_DAYS", 30, "a number of days")?,
             secret_store,
             secret_name: env.required(
                 "SIGNING_SECRET_NAME",
@@ -97,6 +107,7 @@ mod tests {
     fn a_bad_secret_store_names_the_choices() {
         let lookup = |name: &str| match name {
             "QUEUE_URL" => Some("http://q".to_string()),
+            "LEDGER_TABLE" => Some("ledger".to_string()),
             "SIGNING_SECRET_NAME" => Some("s".to_string()),
             "SIGNING_SECRET_STORE" => Some("vault".to_string()),
             _ => None,
@@ -114,6 +125,7 @@ mod tests {
     fn limits_default_when_unset() {
         let lookup = |name: &str| match name {
             "QUEUE_URL" => Some("http://q".to_string()),
+            "LEDGER_TABLE" => Some("ledger".to_string()),
             "SIGNING_SECRET_NAME" => Some("s".to_string()),
             _ => None,
         };
@@ -121,5 +133,19 @@ mod tests {
         assert_eq!(config.max_records_per_request, DEFAULT_MAX_RECORDS);
         assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(config.secret_store, SecretStoreKind::SecretsManager);
+        assert_eq!(config.lease_seconds, 900);
+    }
+
+    #[test]
+    fn the_ledger_table_is_required() {
+        let lookup = |name: &str| match name {
+            "QUEUE_URL" => Some("http://q".to_string()),
+            "SIGNING_SECRET_NAME" => Some("s".to_string()),
+            _ => None,
+        };
+        let err = IngestConfig::from_env(&Env::new(&lookup))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LEDGER_TABLE"), "{err}");
     }
 }

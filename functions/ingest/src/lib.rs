@@ -1,20 +1,27 @@
 //! The ingest function: `POST /integrations/{source}/records` (API Gateway HTTP API,
 //! payload format 2.0). It checks the route, size, signature and content type, validates
-//! every record against its source's mapping, queues the valid ones on SQS and answers
+//! every record against its source's mapping, enters the valid ones in the ledger
+//! (`ACCEPTED`) and queues them on SQS, and answers
 //! with accepted and rejected counts and per-record errors. Payload values are never
 //! logged.
 
 pub mod config;
+pub mod ledger;
 pub mod queue;
 pub mod request;
 pub mod response;
 pub mod secret;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use std::collections::BTreeMap;
 use sync_core::envelope::{QueueMessage, MESSAGE_FORMAT};
 use sync_core::metrics::{names, Metrics};
-use sync_core::signature::{self, SignatureError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use sync_core::signature::{
+    self, SignatureError, SignedRequest, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use sync_core::{future_version_error, normalize_record, storage_errors, Mappings};
+
+use sync_core::ledger::AcceptRequest;
 use tracing::{info, warn};
 
 pub use config::IngestConfig;
@@ -31,6 +38,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 pub struct Ingest {
     /// SQS client.
     pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB client (the ledger).
+    pub dynamodb: aws_sdk_dynamodb::Client,
     /// The signing keys (read lazily, once).
     pub secret: SigningSecret,
     /// The source mappings.
@@ -161,6 +170,8 @@ async fn handle(
         .to_rfc3339();
     let mut errors = Vec::new();
     let mut outgoing = Vec::new();
+    let mut entries = Vec::new();
+    let mut keys = BTreeMap::new();
     let mut external_ids = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
         let normalized = normalize_record(mapping, &record).and_then(|canonical| {
@@ -204,6 +215,26 @@ async fn handle(
                     });
                     continue;
                 }
+                let key = sync_core::idempotency::record_key(&canonical);
+                let config = &ingest.config;
+                entries.push((
+                    index,
+                    sync_core::ledger::accept(&AcceptRequest {
+                        key: &key,
+                        source: &source,
+                        external_id: &canonical.external_id,
+                        source_version: canonical.source_version,
+                        operation: canonical.operation.as_str(),
+                        correlation_id,
+                        body: &body,
+                        batch_id: &batch_id,
+                        now,
+                        next_attempt_at: now.saturating_add(config.lease_seconds),
+                        expires_at: now
+                            .saturating_add(config.ledger_ttl_days.saturating_mul(86_400)),
+                    }),
+                ));
+                keys.insert(index, key);
                 outgoing.push(Outgoing {
                     index,
                     body,
@@ -233,7 +264,23 @@ async fn handle(
             }
         }
     }
-    let not_queued = queue::send_all(&ingest.sqs, &ingest.config.queue_url, &outgoing).await;
+    // Entered before it is sent: from the moment a record is accepted the ledger knows it.
+    let mut not_queued =
+        ledger::enter_all(&ingest.dynamodb, &ingest.config.ledger_table, entries).await;
+    outgoing.retain(|message| !not_queued.contains_key(&message.index));
+    let refused_by_queue = queue::send_all(&ingest.sqs, &ingest.config.queue_url, &outgoing).await;
+    ledger::withdraw_all(
+        &ingest.dynamodb,
+        &ingest.config.ledger_table,
+        refused_by_queue
+            .keys()
+            .filter_map(|index| keys.get(index))
+            .map(|key| sync_core::ledger::withdraw(key, &batch_id))
+            .collect(),
+    )
+    .await;
+    let queued = outgoing.len() - refused_by_queue.len();
+    not_queued.extend(refused_by_queue);
     for (index, refusal) in &not_queued {
         warn!(index, reason = %refusal.reason, "record not queued");
         let (code, message) = if refusal.retryable {
@@ -257,7 +304,7 @@ async fn handle(
         });
     }
     errors.sort_by_key(|e| e.index);
-    let accepted = outgoing.len() - not_queued.len();
+    let accepted = queued;
     metrics.count_by_source(names::RECORDS_ACCEPTED, &source, accepted as u64);
     metrics.count_by_source(names::RECORDS_REJECTED, &source, errors.len() as u64);
     info!(source = %source, batch_id = %batch_id, accepted, rejected = errors.len(), "records processed");
@@ -288,8 +335,14 @@ async fn authenticate(
         .await
         .map_err(|e| AuthFailure::SecretUnavailable(e.to_string()))?;
     let active = keys.keys_for(source).map_err(AuthFailure::Refused)?;
+    let signed = SignedRequest {
+        method: request.request_context.http.method.as_str(),
+        path: request::path(request).unwrap_or_default(),
+        source,
+    };
     signature::verify_any(
         active,
+        &signed,
         request::header(request, TIMESTAMP_HEADER),
         request::header(request, SIGNATURE_HEADER),
         body,

@@ -42,6 +42,7 @@ async fn main() -> Result<(), Error> {
     );
     let ingest = Arc::new(Ingest {
         sqs: aws_sdk_sqs::Client::new(&sdk),
+        dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
         secret,
         mappings,
         config,

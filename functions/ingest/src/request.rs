@@ -14,10 +14,7 @@ pub fn route_source(request: &ApiGatewayV2httpRequest) -> Option<String> {
     if let Some(source) = request.path_parameters.get("source") {
         return Some(source.clone());
     }
-    let path = request
-        .raw_path
-        .as_deref()
-        .or(request.request_context.http.path.as_deref())?;
+    let path = path(request)?;
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segments.as_slice() {
         [.., "integrations", source, "records"] if !source.is_empty() => {
@@ -25,6 +22,15 @@ pub fn route_source(request: &ApiGatewayV2httpRequest) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The request's path as the caller sent it (API Gateway's `rawPath`, with any stage
+/// prefix, without the query string): what the signature covers.
+pub fn path(request: &ApiGatewayV2httpRequest) -> Option<&str> {
+    request
+        .raw_path
+        .as_deref()
+        .or(request.request_context.http.path.as_deref())
 }
 
 /// A header's value as text.

@@ -1,14 +1,16 @@
 //! Ingest's guarantees against moto: versions too far in the future are refused, signing
 //! keys rotate without downtime (two active keys, the secret read again after its time to
-//! live), and refusals tell an unauthenticated caller nothing about the configuration.
+//! live), a signature verifies only for the method, path and source it was made for, and
+//! refusals tell an unauthenticated caller nothing about the configuration.
 
 mod common;
 
 use std::time::Duration;
 
-use common::api::{body_json, employee, queued, setup, setup_with, signed, KEY, NOW};
+use common::api::{body_json, employee, queued, setup, setup_with, signed, signed_as, KEY, NOW};
 use ingest::config::SecretStoreKind;
 use ingest::{handle_request, SecretStore, SigningSecret};
+use sync_core::signature::SignedRequest;
 
 #[tokio::test]
 async fn a_version_too_far_in_the_future_is_refused_with_its_own_error() {
@@ -52,6 +54,59 @@ async fn during_a_rotation_requests_signed_with_either_key_are_accepted() {
     }
     let response = handle_request(&setup.ingest, signed("hris", &body, "retired", NOW), NOW).await;
     assert_eq!(response.status_code, 401);
+}
+
+#[tokio::test]
+async fn a_signature_made_for_one_source_or_path_is_refused_on_another() {
+    // One key for every source: only the signed source and path keep a source's
+    // signature from posting as another source.
+    let setup = setup().await;
+    let contact = serde_json::json!({
+        "id": "512", "updatedAt": "2024-05-01T11:00:00Z",
+        "properties": {"email": "ada@example.com"}
+    })
+    .to_string();
+    let for_hris = SignedRequest {
+        method: "POST",
+        path: "/integrations/hris/records",
+        source: "hris",
+    };
+    let replayed = signed_as("crm", &for_hris, &contact, KEY, NOW);
+    let response = handle_request(&setup.ingest, replayed, NOW).await;
+    assert_eq!(response.status_code, 401, "{}", body_json(&response));
+    assert!(body_json(&response)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("method, path, source, timestamp and body"));
+
+    let for_crm_elsewhere = SignedRequest {
+        method: "POST",
+        path: "/staging/integrations/crm/records",
+        source: "crm",
+    };
+    let response = handle_request(
+        &setup.ingest,
+        signed_as("crm", &for_crm_elsewhere, &contact, KEY, NOW),
+        NOW,
+    )
+    .await;
+    assert_eq!(response.status_code, 401);
+    let for_crm_put = SignedRequest {
+        method: "PUT",
+        path: "/integrations/crm/records",
+        source: "crm",
+    };
+    let response = handle_request(
+        &setup.ingest,
+        signed_as("crm", &for_crm_put, &contact, KEY, NOW),
+        NOW,
+    )
+    .await;
+    assert_eq!(response.status_code, 401);
+    assert!(queued(&setup).await.is_empty());
+
+    let response = handle_request(&setup.ingest, signed("crm", &contact, KEY, NOW), NOW).await;
+    assert_eq!(response.status_code, 202, "{}", body_json(&response));
 }
 
 #[tokio::test]
@@ -127,10 +182,29 @@ async fn values_dynamodb_would_refuse_are_refused_per_field() {
     }
     deep["tree"] = nested;
     let fine = employee("E3", "c@example.com");
-    let body = serde_json::json!({"records": [big, deep, fine]}).to_string();
+    let mut precise = employee("E4", "d@example.com");
+    precise["badge"] = serde_json::from_str("1234567890123456789012345678901234567890").unwrap();
+    let mut exact = employee("E5", "e@example.com");
+    exact["badge"] = serde_json::from_str("123456789012345678901234567890").unwrap();
+    let body = serde_json::json!({"records": [big, deep, fine, precise, exact]}).to_string();
     let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
     let answer = body_json(&response);
-    assert_eq!(answer["accepted"], 1, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["errors"][2]["index"], 3, "{answer}");
+    assert_eq!(answer["errors"][2]["field_errors"][0]["field"], "badge");
+    assert_eq!(
+        answer["errors"][2]["field_errors"][0]["code"],
+        "too_many_digits"
+    );
+    let queued = queued(&setup).await;
+    let exact = queued
+        .iter()
+        .find(|(message, _)| message.record["employee_id"] == "E5")
+        .expect("E5 queued");
+    assert_eq!(
+        exact.0.record["badge"].to_string(),
+        "123456789012345678901234567890"
+    );
     assert_eq!(answer["errors"][0]["field_errors"][0]["field"], "score");
     assert_eq!(
         answer["errors"][0]["field_errors"][0]["code"],
@@ -185,4 +259,63 @@ fn chrono_like() -> String {
     chrono::DateTime::from_timestamp(NOW, 0)
         .unwrap()
         .to_rfc3339()
+}
+
+async fn ledger_states(setup: &common::api::Setup) -> Vec<(String, String)> {
+    let sdk = common::sdk_config().await;
+    let items = aws_sdk_dynamodb::Client::new(&sdk)
+        .scan()
+        .table_name(&setup.ledger_table)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let mut states: Vec<(String, String)> = items
+        .iter()
+        .map(|item| {
+            let text = |name: &str| item[name].as_s().unwrap().clone();
+            (text("external_id"), text("state"))
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+#[tokio::test]
+async fn every_accepted_record_is_in_the_ledger_from_the_moment_it_is_accepted() {
+    let setup = setup().await;
+    let body = serde_json::json!({"records": [
+        employee("E1", "a@example.com"),
+        employee("E2", "not-an-email"),
+        employee("E3", "c@example.com"),
+    ]})
+    .to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    assert_eq!(body_json(&response)["accepted"], 2);
+    let accepted = vec![
+        ("E1".to_string(), "ACCEPTED".to_string()),
+        ("E3".to_string(), "ACCEPTED".to_string()),
+    ];
+    assert_eq!(ledger_states(&setup).await, accepted);
+    // A re-send is accepted again and settled by the worker; its entry is not replaced.
+    let response =
+        handle_request(&setup.ingest, signed("hris", &body, KEY, NOW + 5), NOW + 5).await;
+    assert_eq!(body_json(&response)["accepted"], 2);
+    assert_eq!(ledger_states(&setup).await, accepted);
+    assert_eq!(queued(&setup).await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_record_the_ledger_cannot_take_is_not_queued_and_may_be_sent_again() {
+    let mut setup = setup().await;
+    setup.ingest.config.ledger_table = "no-such-ledger".into();
+    let body = employee("E1", "a@example.com").to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    assert_eq!(response.status_code, 503, "{}", body_json(&response));
+    let answer = body_json(&response);
+    assert_eq!(answer["accepted"], 0);
+    assert_eq!(answer["errors"][0]["code"], "not_queued");
+    assert_eq!(answer["errors"][0]["retryable"], true);
+    assert!(queued(&setup).await.is_empty());
 }

@@ -1,6 +1,7 @@
-//! The reconciler function, run on a schedule: re-enqueues ledger items stuck
-//! `IN_PROGRESS` past their lease and `RETRY` items past their backoff (found through the
-//! `by-state` index, never a scan), publishes ledger counts per source and state, and
+//! The reconciler function, run on a schedule: re-enqueues ledger items accepted by
+//! ingest but never claimed (`ACCEPTED` past `LEASE_SECONDS`), stuck `IN_PROGRESS` past
+//! their lease and `RETRY` items past their backoff (found through the
+//! `by-state-shard` index, each state's shards in turn, never a scan), publishes ledger counts per source and state, and
 //! reports the dead-letter queue's depth. Each run is bounded (`MAX_REDRIVE_PER_RUN`) and
 //! idempotent: an item is taken with a conditional write, so it is re-driven once per
 //! backoff however many runs overlap.
@@ -12,15 +13,15 @@ use std::collections::{BTreeMap, HashMap};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use sync_core::envelope::CORRELATION_ATTRIBUTE;
-use sync_core::ledger::{take_for_redrive, LedgerState};
+use sync_core::ledger::{state_shard_value, take_for_redrive, LedgerState, STATE_SHARDS};
 use sync_core::metrics::{names, Metrics, Unit};
 use sync_core::retry::redrive_delay;
 use tracing::{info, warn};
 
 pub use config::ReconcilerConfig;
 
-/// Name of the ledger's index by state and next attempt time.
-pub const BY_STATE_INDEX: &str = "by-state";
+/// Name of the ledger's index by state shard (`{state}#{n}`) and next attempt time.
+pub const BY_STATE_INDEX: &str = "by-state-shard";
 /// Completed items are counted over this window (seconds) only.
 pub const COMPLETED_WINDOW_SECONDS: i64 = 3600;
 /// Pages read per state when counting, to bound a run.
@@ -124,16 +125,17 @@ pub async fn run(reconciler: &Reconciler, now: i64) -> Result<RunReport, Reconci
 }
 
 /// Key condition of items in a state whose next attempt is due by `:bound`.
-const DUE_BY: &str = "#state = :state AND #next <= :bound";
+const DUE_BY: &str = "#shard = :shard AND #next <= :bound";
 /// Key condition of items in a state whose next attempt (or last update) is at or after
 /// `:bound`.
-const SINCE: &str = "#state = :state AND #next >= :bound";
+const SINCE: &str = "#shard = :shard AND #next >= :bound";
 
-/// A query of the ledger's by-state index for `state`, with `key_condition` (`DUE_BY` or
-/// `SINCE`) on `next_attempt_at` against `bound`.
+/// A query of the ledger's index for shard `shard` of `state`, with `key_condition`
+/// (`DUE_BY` or `SINCE`) on `next_attempt_at` against `bound`.
 fn by_state(
     reconciler: &Reconciler,
     state: LedgerState,
+    shard: u32,
     key_condition: &'static str,
     bound: i64,
 ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
@@ -143,9 +145,12 @@ fn by_state(
         .table_name(&reconciler.config.ledger_table)
         .index_name(BY_STATE_INDEX)
         .key_condition_expression(key_condition)
-        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#shard", "state_shard")
         .expression_attribute_names("#next", "next_attempt_at")
-        .expression_attribute_values(":state", AttributeValue::S(state.as_str().to_string()))
+        .expression_attribute_values(
+            ":shard",
+            AttributeValue::S(state_shard_value(state.as_str(), shard)),
+        )
         .expression_attribute_values(":bound", AttributeValue::N(bound.to_string()))
 }
 
@@ -167,33 +172,39 @@ async fn redrive_due(
 ) -> Result<(), ReconcileError> {
     let budget = reconciler.config.max_redrive_per_run;
     let mut taken = 0;
-    for state in [LedgerState::InProgress, LedgerState::Retry] {
-        let mut start: Option<Item> = None;
-        loop {
-            if taken >= budget {
-                return Ok(());
-            }
-            let page_size = i32::try_from((budget - taken).clamp(1, 100)).unwrap_or(100);
-            let output = send_query(
-                by_state(reconciler, state, DUE_BY, now)
-                    .limit(page_size)
-                    .set_exclusive_start_key(start),
-                state,
-            )
-            .await?;
-            for item in output.items() {
+    for state in [
+        LedgerState::Accepted,
+        LedgerState::InProgress,
+        LedgerState::Retry,
+    ] {
+        for shard in 0..STATE_SHARDS {
+            let mut start: Option<Item> = None;
+            loop {
                 if taken >= budget {
                     return Ok(());
                 }
-                if redrive_one(reconciler, item, state, now).await {
-                    taken += 1;
-                    let source = string_attr(item, "source").unwrap_or("unknown").to_string();
-                    *report.redriven.entry(source).or_default() += 1;
+                let page_size = i32::try_from((budget - taken).clamp(1, 100)).unwrap_or(100);
+                let output = send_query(
+                    by_state(reconciler, state, shard, DUE_BY, now)
+                        .limit(page_size)
+                        .set_exclusive_start_key(start),
+                    state,
+                )
+                .await?;
+                for item in output.items() {
+                    if taken >= budget {
+                        return Ok(());
+                    }
+                    if redrive_one(reconciler, item, state, now).await {
+                        taken += 1;
+                        let source = string_attr(item, "source").unwrap_or("unknown").to_string();
+                        *report.redriven.entry(source).or_default() += 1;
+                    }
                 }
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
+                start = output.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
             }
         }
     }
@@ -309,26 +320,28 @@ async fn count_states(
         } else {
             0
         };
-        let mut start: Option<Item> = None;
-        for _ in 0..MAX_COUNT_PAGES {
-            let output = send_query(
-                by_state(reconciler, state, SINCE, since)
-                    .projection_expression("#source")
-                    .expression_attribute_names("#source", "source")
-                    .set_exclusive_start_key(start),
-                state,
-            )
-            .await?;
-            for item in output.items() {
-                let source = string_attr(item, "source").unwrap_or("unknown").to_string();
-                *report
-                    .ledger_items
-                    .entry((source, state.as_str().to_string()))
-                    .or_default() += 1;
-            }
-            start = output.last_evaluated_key;
-            if start.is_none() {
-                break;
+        for shard in 0..STATE_SHARDS {
+            let mut start: Option<Item> = None;
+            for _ in 0..MAX_COUNT_PAGES {
+                let output = send_query(
+                    by_state(reconciler, state, shard, SINCE, since)
+                        .projection_expression("#source")
+                        .expression_attribute_names("#source", "source")
+                        .set_exclusive_start_key(start),
+                    state,
+                )
+                .await?;
+                for item in output.items() {
+                    let source = string_attr(item, "source").unwrap_or("unknown").to_string();
+                    *report
+                        .ledger_items
+                        .entry((source, state.as_str().to_string()))
+                        .or_default() += 1;
+                }
+                start = output.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
             }
         }
     }

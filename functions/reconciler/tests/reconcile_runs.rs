@@ -37,6 +37,10 @@ async fn seed(reconciler: &Reconciler, key: &str, source: &str, state: &str, nex
         .item("idempotency_key", AttributeValue::S(key.into()))
         .item("state", AttributeValue::S(state.into()))
         .item(
+            "state_shard",
+            AttributeValue::S(sync_core::ledger::state_shard(state, key)),
+        )
+        .item(
             "next_attempt_at",
             AttributeValue::N(next_attempt_at.to_string()),
         )
@@ -210,9 +214,12 @@ async fn the_ledger_index_holds_no_bodies_and_redrives_still_send_them() {
         .query()
         .table_name(&reconciler.config.ledger_table)
         .index_name(reconciler::BY_STATE_INDEX)
-        .key_condition_expression("#state = :state")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_values(":state", AttributeValue::S("RETRY".into()))
+        .key_condition_expression("#shard = :shard")
+        .expression_attribute_names("#shard", "state_shard")
+        .expression_attribute_values(
+            ":shard",
+            AttributeValue::S(sync_core::ledger::state_shard("RETRY", "due")),
+        )
         .send()
         .await
         .unwrap();
@@ -231,5 +238,31 @@ async fn the_ledger_index_holds_no_bodies_and_redrives_still_send_them() {
             "{\"body-of\":\"due\"}".to_string(),
             Some("corr-due".to_string())
         )]
+    );
+}
+
+#[tokio::test]
+async fn the_index_spreads_each_state_over_shards_and_every_shard_is_reconciled() {
+    let reconciler = reconciler(100).await;
+    let keys: Vec<String> = (0..24).map(|n| format!("spread-{n}")).collect();
+    for key in &keys {
+        seed(&reconciler, key, "hris", "RETRY", NOW - 10).await;
+    }
+    let shards: std::collections::BTreeSet<u32> = keys
+        .iter()
+        .map(|key| sync_core::ledger::shard_of(key))
+        .collect();
+    assert!(shards.len() > 4, "{shards:?}");
+    let report = run(&reconciler, NOW).await.unwrap();
+    assert_eq!(report.total_redriven(), 24);
+    assert_eq!(
+        report
+            .ledger_items
+            .get(&("hris".to_string(), "RETRY".to_string())),
+        Some(&24)
+    );
+    assert_eq!(
+        drain(&reconciler, &reconciler.config.queue_url).await.len(),
+        24
     );
 }

@@ -1,9 +1,13 @@
-//! The ledger (idempotency table): one item per idempotency key, moving through
+//! The ledger (idempotency table): one item per idempotency key, entered `ACCEPTED` by
+//! ingest when it accepts the record (before the message is sent), then moving through
 //! `IN_PROGRESS` -> `COMPLETED` | `RETRY` | `FAILED`. This module builds every conditional
 //! update as plain data; the worker and the reconciler send them.
 //!
-//! `next_attempt_at` (the `by-state` index's sort key) always says when the reconciler
-//! should look at the item again: the end of the lease while `IN_PROGRESS`, the end of the
+//! `state_shard` (`{state}#{n}`, the `by-state-shard` index's partition key, see
+//! [`STATE_SHARDS`]) is set with every change of `state`. `next_attempt_at` (the index's
+//! sort key) always says when the reconciler
+//! should look at the item again: acceptance plus `LEASE_SECONDS` while `ACCEPTED` (no
+//! worker claimed it yet), the end of the lease while `IN_PROGRESS`, the end of the
 //! backoff plus the queue's redelivery time in `RETRY`, the time of the last change in
 //! `COMPLETED` and `FAILED`. `not_before` is when a `RETRY` item may be claimed again.
 
@@ -15,6 +19,8 @@ use crate::store::AttrValue;
 /// A ledger state, as stored in `state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LedgerState {
+    /// Accepted by ingest, its message sent (or being sent); no worker claimed it yet.
+    Accepted,
     /// A worker holds the item until `lease_until`.
     InProgress,
     /// Failed retryably; try again from `next_attempt_at`.
@@ -27,7 +33,8 @@ pub enum LedgerState {
 
 impl LedgerState {
     /// Every state.
-    pub const ALL: [LedgerState; 4] = [
+    pub const ALL: [LedgerState; 5] = [
+        LedgerState::Accepted,
         LedgerState::InProgress,
         LedgerState::Retry,
         LedgerState::Completed,
@@ -37,6 +44,7 @@ impl LedgerState {
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
+            LedgerState::Accepted => "ACCEPTED",
             LedgerState::InProgress => "IN_PROGRESS",
             LedgerState::Retry => "RETRY",
             LedgerState::Completed => "COMPLETED",
@@ -109,7 +117,34 @@ const NAMES: &[(&str, &str)] = &[
     ("#redrives", "redrives"),
     ("#not_before", "not_before"),
     ("#message", "message_id"),
+    ("#batch", "batch_id"),
+    ("#shard", "state_shard"),
 ];
+
+/// Shards of the `by-state-shard` index: each item's `state_shard` is `{state}#{n}`, with
+/// `n` from its key, so the index's writes spread over `STATE_SHARDS` partitions per
+/// state instead of one; the reconciler queries every shard.
+pub const STATE_SHARDS: u32 = 8;
+
+/// The shard (`0..STATE_SHARDS`) of an idempotency key (FNV-1a over its bytes).
+pub fn shard_of(key: &str) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u32::try_from(hash % u64::from(STATE_SHARDS)).unwrap_or(0)
+}
+
+/// The `state_shard` value of an item in `state` with `key`: `{STATE}#{shard}`.
+pub fn state_shard(state: &str, key: &str) -> String {
+    state_shard_value(state, shard_of(key))
+}
+
+/// The `state_shard` value of shard `shard` of `state`.
+pub fn state_shard_value(state: &str, shard: u32) -> String {
+    format!("{state}#{shard}")
+}
 
 fn names_for(update: &str, condition: &str) -> BTreeMap<String, String> {
     NAMES
@@ -154,12 +189,23 @@ fn update(
     condition: &'static str,
     values: Vec<(&'static str, AttrValue)>,
 ) -> LedgerUpdate {
+    let mut values: BTreeMap<&'static str, AttrValue> = values.into_iter().collect();
+    // Every update that sets the state sets its index shard with it.
+    if let Some(alias) = update
+        .strip_prefix("SET #state = ")
+        .and_then(|rest| rest.split(',').next())
+    {
+        if let Some(AttrValue::S(state)) = values.get(alias.trim()) {
+            let shard = AttrValue::S(state_shard(state, key));
+            values.insert(":shard", shard);
+        }
+    }
     LedgerUpdate {
         key: key.to_string(),
         update,
         condition,
         names: cached_names(update, condition),
-        values: values.into_iter().collect(),
+        values,
     }
 }
 
@@ -201,12 +247,12 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
     let lease_until = request.now + request.lease_seconds;
     update(
         request.key,
-        "SET #state = :in_progress, #lease = :lease, #next = :lease, #token = :token, \
+        "SET #state = :in_progress, #shard = :shard, #lease = :lease, #next = :lease, #token = :token, \
          #attempts = if_not_exists(#attempts, :zero) + :one, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = if_not_exists(#created, :now), \
          #updated = :now, #expires = :expires, #message = :message REMOVE #reason, #not_before",
-        "attribute_not_exists(#key) \
+        "attribute_not_exists(#key) OR #state = :accepted \
          OR (#state = :retry AND (attribute_not_exists(#not_before) OR #not_before <= :now)) \
          OR (#state = :in_progress AND #lease < :now)",
         vec![
@@ -215,6 +261,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
                 AttrValue::s(LedgerState::InProgress.as_str()),
             ),
             (":retry", AttrValue::s(LedgerState::Retry.as_str())),
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
             (":lease", AttrValue::n(lease_until)),
             (":token", AttrValue::s(request.claim_token)),
             (":zero", AttrValue::n(0)),
@@ -232,6 +279,96 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
     )
 }
 
+/// What ingest records about a record it accepts.
+#[derive(Debug, Clone)]
+pub struct AcceptRequest<'a> {
+    /// Idempotency key (the worker computes the same one from the message).
+    pub key: &'a str,
+    /// Source.
+    pub source: &'a str,
+    /// External id.
+    pub external_id: &'a str,
+    /// Source version.
+    pub source_version: u64,
+    /// `upsert` or `delete`.
+    pub operation: &'a str,
+    /// Correlation id.
+    pub correlation_id: &'a str,
+    /// The queue message body, so the reconciler can send it again.
+    pub body: &'a str,
+    /// The ingest request's batch id: a withdrawal removes only this request's entry.
+    pub batch_id: &'a str,
+    /// Now, Unix seconds.
+    pub now: i64,
+    /// When the reconciler looks at it if no worker claimed it by then (Unix seconds).
+    pub next_attempt_at: i64,
+    /// When the ledger entry may expire (TTL, Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Enters a record ingest accepts as `ACCEPTED`, with its body, before its message is
+/// sent, so every accepted record is in the ledger from the moment it is accepted: one
+/// whose message is never claimed (lost, or in the DLQ) is re-driven by the reconciler
+/// from `next_attempt_at`. Refused (condition) when the key is in the ledger already: a
+/// re-send of a known record, which the worker settles (usually as a duplicate).
+pub fn accept(request: &AcceptRequest<'_>) -> LedgerUpdate {
+    update(
+        request.key,
+        "SET #state = :accepted, #shard = :shard, #next = :next, #attempts = :zero, #source = :source, \
+         #external_id = :external_id, #version = :version, #operation = :operation, \
+         #correlation = :correlation, #body = :body, #batch = :batch, #created = :now, \
+         #updated = :now, #expires = :expires",
+        "attribute_not_exists(#key)",
+        vec![
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
+            (":next", AttrValue::n(request.next_attempt_at)),
+            (":zero", AttrValue::n(0)),
+            (":source", AttrValue::s(request.source)),
+            (":external_id", AttrValue::s(request.external_id)),
+            (":version", AttrValue::n(request.source_version)),
+            (":operation", AttrValue::s(request.operation)),
+            (":correlation", AttrValue::s(request.correlation_id)),
+            (":body", AttrValue::s(request.body)),
+            (":batch", AttrValue::s(request.batch_id)),
+            (":now", AttrValue::n(request.now)),
+            (":expires", AttrValue::n(request.expires_at)),
+        ],
+    )
+}
+
+/// A conditional `DeleteItem` on the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerDelete {
+    /// The item's `idempotency_key`.
+    pub key: String,
+    /// `ConditionExpression`.
+    pub condition: &'static str,
+    /// `ExpressionAttributeNames`.
+    pub names: Arc<BTreeMap<String, String>>,
+    /// `ExpressionAttributeValues`.
+    pub values: BTreeMap<&'static str, AttrValue>,
+}
+
+/// Removes the `ACCEPTED` entry of a record whose message the queue did not take (the
+/// caller is told it was not accepted), unless a worker or another request has it since.
+pub fn withdraw(key: &str, batch_id: &str) -> LedgerDelete {
+    let entry = update(
+        key,
+        "",
+        "#state = :accepted AND #batch = :batch",
+        vec![
+            (":accepted", AttrValue::s(LedgerState::Accepted.as_str())),
+            (":batch", AttrValue::s(batch_id)),
+        ],
+    );
+    LedgerDelete {
+        key: entry.key,
+        condition: entry.condition,
+        names: entry.names,
+        values: entry.values,
+    }
+}
+
 /// Enters a delivery that will not be claimed now (no time left in the invocation) as
 /// `RETRY`, due at once, with its body, unless the key is in the ledger already. Its
 /// message goes back to the queue; if it ends in the DLQ instead, the reconciler still
@@ -239,7 +376,7 @@ pub fn claim(request: &ClaimRequest<'_>) -> LedgerUpdate {
 pub fn enlist(request: &ClaimRequest<'_>, next_attempt_at: i64) -> LedgerUpdate {
     update(
         request.key,
-        "SET #state = :retry, #next = :next, #attempts = :zero, #source = :source, \
+        "SET #state = :retry, #shard = :shard, #next = :next, #attempts = :zero, #source = :source, \
          #external_id = :external_id, #version = :version, #operation = :operation, \
          #correlation = :correlation, #body = :body, #created = :now, #updated = :now, \
          #expires = :expires",
@@ -285,6 +422,7 @@ pub fn claim_refusal(
             Some(at) if at > now => ClaimRefusal::NotYetDue(at),
             _ => ClaimRefusal::HeldElsewhere,
         },
+        Some(LedgerState::Accepted) => ClaimRefusal::HeldElsewhere,
         Some(LedgerState::InProgress) if lease_until.is_some_and(|lease| lease >= now) => {
             ClaimRefusal::HeldElsewhere
         }
@@ -299,7 +437,7 @@ const HELD_BY_THIS_CLAIM: &str = "#state = :in_progress AND #token = :token";
 pub fn complete(key: &str, claim_token: &str, outcome: Outcome, now: i64) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :completed, #outcome = :outcome, #next = :now, #updated = :now \
+        "SET #state = :completed, #shard = :shard, #outcome = :outcome, #next = :now, #updated = :now \
          REMOVE #lease, #token, #body, #reason",
         HELD_BY_THIS_CLAIM,
         vec![
@@ -330,7 +468,7 @@ pub fn release_for_retry(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :retry, #reason = :reason, #not_before = :not_before, #next = :next, \
+        "SET #state = :retry, #shard = :shard, #reason = :reason, #not_before = :not_before, #next = :next, \
          #updated = :now REMOVE #lease, #token",
         HELD_BY_THIS_CLAIM,
         vec![
@@ -352,7 +490,7 @@ pub fn release_for_retry(
 pub fn fail(key: &str, claim_token: &str, reason: &str, now: i64) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :failed, #reason = :reason, #next = :now, #updated = :now REMOVE #lease, #token",
+        "SET #state = :failed, #shard = :shard, #reason = :reason, #next = :now, #updated = :now REMOVE #lease, #token",
         HELD_BY_THIS_CLAIM,
         vec![
             (":failed", AttrValue::s(LedgerState::Failed.as_str())),
@@ -377,7 +515,7 @@ pub fn record_unreadable(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :failed, #source = :source, #correlation = :correlation, #body = :body, \
+        "SET #state = :failed, #shard = :shard, #source = :source, #correlation = :correlation, #body = :body, \
          #reason = :reason, #attempts = :one, #next = :now, #created = :now, #updated = :now, \
          #expires = :expires",
         "attribute_not_exists(#key)",
@@ -407,7 +545,7 @@ pub fn take_for_redrive(
 ) -> LedgerUpdate {
     update(
         key,
-        "SET #state = :retry, #next = :next, #updated = :now, \
+        "SET #state = :retry, #shard = :shard, #next = :next, #updated = :now, \
          #redrives = if_not_exists(#redrives, :zero) + :one REMOVE #lease, #token, #not_before",
         "#state = :seen_state AND #next = :seen_next",
         vec![
@@ -443,10 +581,59 @@ mod tests {
         }
     }
 
+    fn accept_request() -> AcceptRequest<'static> {
+        AcceptRequest {
+            key: "k",
+            source: "hris",
+            external_id: "E1",
+            source_version: 5,
+            operation: "upsert",
+            correlation_id: "c",
+            body: "{}",
+            batch_id: "b",
+            now: 1000,
+            next_attempt_at: 1900,
+            expires_at: 9999,
+        }
+    }
+
+    #[test]
+    fn an_accepted_record_is_entered_with_its_body_and_claimable_by_a_worker() {
+        let entry = accept(&accept_request());
+        assert_eq!(entry.values[":accepted"], AttrValue::s("ACCEPTED"));
+        assert_eq!(entry.values[":body"], AttrValue::s("{}"));
+        assert_eq!(entry.values[":next"], AttrValue::n(1900));
+        assert_eq!(entry.condition, "attribute_not_exists(#key)");
+        assert!(claim(&request()).condition.contains("#state = :accepted"));
+        let withdrawal = withdraw("k", "b");
+        assert_eq!(withdrawal.names.len(), 2);
+        assert_eq!(withdrawal.values[":batch"], AttrValue::s("b"));
+    }
+
+    #[test]
+    fn every_state_change_sets_the_index_shard_from_the_key() {
+        let shard = state_shard("IN_PROGRESS", "k");
+        assert_eq!(shard, format!("IN_PROGRESS#{}", shard_of("k")));
+        assert_eq!(claim(&request()).values[":shard"], AttrValue::s(&shard));
+        assert_eq!(
+            complete("k", "t", Outcome::Synced, 1).values[":shard"],
+            AttrValue::s(state_shard("COMPLETED", "k"))
+        );
+        assert_eq!(
+            take_for_redrive("k", LedgerState::Accepted, 1, 2, 3).values[":shard"],
+            AttrValue::s(state_shard("RETRY", "k"))
+        );
+        // Keys spread over every shard.
+        let used: std::collections::BTreeSet<u32> =
+            (0..200).map(|n| shard_of(&format!("key-{n}"))).collect();
+        assert_eq!(used.len(), STATE_SHARDS as usize);
+    }
+
     #[test]
     fn every_alias_used_is_declared_and_no_other() {
         let updates = [
             claim(&request()),
+            accept(&accept_request()),
             enlist(&request(), 5),
             complete("k", "t", Outcome::Synced, 1),
             release_for_retry("k", "t", "r", 2, 3, 1),

@@ -108,8 +108,10 @@ impl ConsumedTree {
     }
 }
 
-/// `prefix.key`, with `~` and `/` in the key escaped as a JSON pointer escapes them.
-fn dotted_path(prefix: &str, key: &str) -> String {
+/// `prefix.key`, with `~` and `/` in the key escaped as a JSON pointer escapes them
+/// (`~0`, `~1`) and `.` as `~2`, so a key holding a dot (`"a.b"`) cannot collide with a
+/// nested one (`{"a": {"b": ..}}`, which is `a.b`).
+pub fn dotted_path(prefix: &str, key: &str) -> String {
     let mut path = String::with_capacity(prefix.len() + key.len() + 1);
     if !prefix.is_empty() {
         path.push_str(prefix);
@@ -119,6 +121,7 @@ fn dotted_path(prefix: &str, key: &str) -> String {
         match c {
             '~' => path.push_str("~0"),
             '/' => path.push_str("~1"),
+            '.' => path.push_str("~2"),
             c => path.push(c),
         }
     }

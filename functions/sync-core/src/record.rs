@@ -75,6 +75,8 @@ pub enum FieldErrorCode {
     FutureVersion,
     /// A number DynamoDB cannot store (magnitude at or above 1e126, or below 1e-130).
     NumberOutOfRange,
+    /// A number with more significant digits than DynamoDB keeps (38).
+    TooManyDigits,
     /// Nested deeper than DynamoDB stores.
     TooDeep,
     /// Not one of the values the mapping knows.
@@ -101,6 +103,17 @@ impl FieldError {
             message: message.into(),
         }
     }
+}
+
+/// The `unmapped` key of a JSON pointer: its segments (pointer escapes kept) joined by
+/// `.`, with a `.` inside a segment escaped as `~2` (see [`crate::pointer::dotted_path`]).
+pub fn unmapped_path(pointer: &str) -> String {
+    pointer
+        .trim_start_matches('/')
+        .split('/')
+        .fold(String::new(), |path, segment| {
+            crate::pointer::dotted_path(&path, &segment.replace("~1", "/").replace("~0", "~"))
+        })
 }
 
 /// `/properties/email` -> `properties.email`.
@@ -141,9 +154,14 @@ pub fn future_version_error(
 /// stores 32 levels, of which the record item's `fields` / `unmapped` map takes one.
 pub const MAX_VALUE_DEPTH: usize = 30;
 
+/// Most significant digits DynamoDB keeps in a number.
+pub const MAX_NUMBER_DIGITS: usize = 38;
+
 /// Values of a canonical record that DynamoDB would refuse, one error per attribute:
-/// numbers outside its range (magnitudes from 1e-130 to below 1e126, or zero) and values
-/// nested deeper than [`MAX_VALUE_DEPTH`]. Refusing them at ingest tells the sender,
+/// numbers outside its range (magnitudes from 1e-130 to below 1e126, or zero), numbers
+/// with more than [`MAX_NUMBER_DIGITS`] significant digits, and values nested deeper
+/// than [`MAX_VALUE_DEPTH`]. Numbers are judged by their exact text (`serde_json` keeps
+/// it), so an integer beyond 64 bits is stored exactly or refused, never rounded. Refusing them at ingest tells the sender,
 /// instead of accepting a record the worker could only fail.
 pub fn storage_errors(record: &CanonicalRecord) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -166,13 +184,21 @@ pub fn storage_errors(record: &CanonicalRecord) -> Vec<FieldError> {
                     "`{name}` is nested more than {MAX_VALUE_DEPTH} levels deep; flatten it"
                 ),
             });
-        } else if has_number_out_of_range(value) {
+        } else if let Some(problem) = first_number_problem(value) {
+            let (code, message) = match problem {
+                NumberProblem::OutOfRange => (
+                    FieldErrorCode::NumberOutOfRange,
+                    format!("`{name}` holds a number outside what can be stored (magnitudes from 1e-130 to below 1e126); send it as a string"),
+                ),
+                NumberProblem::TooManyDigits => (
+                    FieldErrorCode::TooManyDigits,
+                    format!("`{name}` holds a number with more than {MAX_NUMBER_DIGITS} significant digits, more than can be stored exactly; send it as a string"),
+                ),
+            };
             errors.push(FieldError {
                 field: name.to_string(),
-                code: FieldErrorCode::NumberOutOfRange,
-                message: format!(
-                    "`{name}` holds a number outside what can be stored (magnitudes from 1e-130 to below 1e126); send it as a string"
-                ),
+                code,
+                message,
             });
         }
     }
@@ -199,16 +225,20 @@ fn depth(value: &Value) -> usize {
     deepest
 }
 
-fn has_number_out_of_range(value: &Value) -> bool {
+/// Why DynamoDB would refuse a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumberProblem {
+    OutOfRange,
+    TooManyDigits,
+}
+
+fn first_number_problem(value: &Value) -> Option<NumberProblem> {
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {
         match value {
             Value::Number(number) => {
-                if let Some(float) = number.as_f64().filter(|_| number.is_f64()) {
-                    let magnitude = float.abs();
-                    if magnitude != 0.0 && !(1e-130..1e126).contains(&magnitude) {
-                        return true;
-                    }
+                if let Some(problem) = number_problem(&number.to_string()) {
+                    return Some(problem);
                 }
             }
             Value::Array(items) => pending.extend(items),
@@ -216,7 +246,40 @@ fn has_number_out_of_range(value: &Value) -> bool {
             _ => {}
         }
     }
-    false
+    None
+}
+
+/// Judges a JSON number by its text (`-12.30e5`): its significant digits (leading and
+/// trailing zeros apart) and the decimal magnitude of its first one.
+fn number_problem(text: &str) -> Option<NumberProblem> {
+    let unsigned = text.trim_start_matches('-');
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], &unsigned[at + 1..]),
+        None => (unsigned, "0"),
+    };
+    let exponent: i64 =
+        exponent
+            .trim_start_matches('+')
+            .parse()
+            .unwrap_or(if exponent.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            });
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: Vec<u8> = integer.bytes().chain(fraction.bytes()).collect();
+    let Some(first) = digits.iter().position(|&d| d != b'0') else {
+        return None; // zero
+    };
+    let last = digits.iter().rposition(|&d| d != b'0').unwrap_or(first);
+    if last - first + 1 > MAX_NUMBER_DIGITS {
+        return Some(NumberProblem::TooManyDigits);
+    }
+    // The first significant digit stands for 10^magnitude.
+    let integer_len = i64::try_from(integer.len()).unwrap_or(i64::MAX);
+    let first = i64::try_from(first).unwrap_or(i64::MAX);
+    let magnitude = exponent.saturating_add(integer_len - 1 - first);
+    (!(-130..126).contains(&magnitude)).then_some(NumberProblem::OutOfRange)
 }
 
 /// Normalizes a source record into the canonical record, or lists every field that is
@@ -276,7 +339,7 @@ pub fn normalize_record(
                 )),
                 Ok(Normalized::Absent) => {}
                 Ok(Normalized::KeptRaw(raw_value)) => {
-                    unmapped.insert(dotted(&field.from), raw_value);
+                    unmapped.insert(unmapped_path(&field.from), raw_value);
                 }
                 Err(error) => errors.push(error),
             }
@@ -395,6 +458,66 @@ mod storage_tests {
                 ("tiny", FieldErrorCode::NumberOutOfRange)
             ]
         );
+    }
+
+    #[test]
+    fn unmapped_keys_holding_dots_do_not_collide_with_nested_ones() {
+        let mapping = crate::Mappings::builtin().unwrap();
+        let crm = mapping.get("crm").unwrap();
+        let raw = json!({
+            "id": "7", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {"email": "a@example.com", "x": 1, "y.z": 3},
+            "properties.x": 2,
+            "a~b/c": 4,
+        });
+        let record = normalize_record(crm, &raw).unwrap();
+        assert_eq!(record.unmapped["properties.x"], json!(1));
+        assert_eq!(record.unmapped["properties~2x"], json!(2));
+        assert_eq!(record.unmapped["properties.y~2z"], json!(3));
+        assert_eq!(record.unmapped["a~0b~1c"], json!(4));
+        assert_eq!(unmapped_path("/a.b/c~1d"), "a~2b.c~1d");
+    }
+
+    #[test]
+    fn numbers_are_judged_by_their_exact_digits() {
+        assert_eq!(number_problem("123456789012345678901234567890"), None);
+        assert_eq!(number_problem(&"9".repeat(38)), None);
+        assert_eq!(
+            number_problem(&"9".repeat(39)),
+            Some(NumberProblem::TooManyDigits)
+        );
+        // Zeros around the significant digits do not count.
+        assert_eq!(number_problem(&format!("1{}", "0".repeat(100))), None);
+        assert_eq!(
+            number_problem("0.000000000000000000000000000000000000000012"),
+            None
+        );
+        assert_eq!(number_problem("-1.5E+125"), None);
+        assert_eq!(number_problem("1e126"), Some(NumberProblem::OutOfRange));
+        assert_eq!(number_problem("9.99e125"), None);
+        assert_eq!(number_problem("1e-130"), None);
+        assert_eq!(number_problem("0.9e-130"), Some(NumberProblem::OutOfRange));
+        assert_eq!(
+            number_problem("1e99999999999999999999"),
+            Some(NumberProblem::OutOfRange)
+        );
+        assert_eq!(number_problem("-0.0e-999"), None);
+    }
+
+    #[test]
+    fn an_integer_beyond_64_bits_keeps_its_digits_into_storage() {
+        let big: Value = serde_json::from_str(r#"{"n": 123456789012345678901234567890}"#).unwrap();
+        let unmapped = record(big);
+        assert!(storage_errors(&unmapped).is_empty());
+        assert_eq!(
+            crate::store::AttrValue::from_json(&unmapped.unmapped["n"]),
+            crate::store::AttrValue::N("123456789012345678901234567890".into())
+        );
+        let too_precise: Value =
+            serde_json::from_str(r#"{"n": 1234567890123456789012345678901234567890}"#).unwrap();
+        let errors = storage_errors(&record(too_precise));
+        assert_eq!(errors[0].field, "n");
+        assert_eq!(errors[0].code, FieldErrorCode::TooManyDigits);
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Request signatures: HMAC-SHA256 over `"{timestamp}.{body}"` with the source's signing
-//! key, sent as `X-Sync-Signature: sha256=<hex>` with `X-Sync-Timestamp: <unix seconds>`.
-//! Verification is constant-time, tries every active key of the source (two during a
+//! Request signatures: HMAC-SHA256 with the source's signing key over the canonical
+//! string `v1\n{METHOD}\n{path}\n{source}\n{timestamp}\n{body}` (see [`canonical`]),
+//! sent as `X-Sync-Signature: sha256=<hex>` with `X-Sync-Timestamp: <unix seconds>`. The
+//! method, path and source are signed, so a signature made for one source's route does
+//! not verify for another's, nor for another method or path. Verification is constant-time, tries every active key of the source (two during a
 //! rotation) and refuses timestamps more than five minutes away, whatever their value
 //! (no overflow). Error texts say what to fix without revealing configuration.
 
@@ -15,6 +17,35 @@ pub const TIMESTAMP_HEADER: &str = "x-sync-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-sync-signature";
 /// Largest accepted distance between the signing time and now, either way.
 pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+/// The first line of the canonical string: the version of the signing scheme.
+pub const SCHEME: &str = "v1";
+
+/// What a signature covers besides the timestamp and the body: the request line and the
+/// source it posts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedRequest<'a> {
+    /// The HTTP method (`POST`); signed upper-cased.
+    pub method: &'a str,
+    /// The request's path as sent, without the query string
+    /// (`/integrations/hris/records`, with any stage prefix).
+    pub path: &'a str,
+    /// The source the request posts records for (`hris`).
+    pub source: &'a str,
+}
+
+/// The canonical string a signature is the HMAC of:
+/// `v1\n{METHOD}\n{path}\n{source}\n{timestamp}\n` followed by the body's bytes.
+pub fn canonical(request: &SignedRequest<'_>, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut text = format!(
+        "{SCHEME}\n{}\n{}\n{}\n{timestamp}\n",
+        request.method.to_ascii_uppercase(),
+        request.path,
+        request.source
+    )
+    .into_bytes();
+    text.extend_from_slice(body);
+    text
+}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -26,7 +57,7 @@ pub enum SignatureError {
     MissingTimestamp,
     /// No signature header.
     #[error(
-        "missing header X-Sync-Signature (sha256=<hex HMAC-SHA256 of \"{{timestamp}}.{{body}}\">)"
+        "missing header X-Sync-Signature (sha256=<hex HMAC-SHA256 of \"v1\\n{{METHOD}}\\n{{path}}\\n{{source}}\\n{{timestamp}}\\n{{body}}\">)"
     )]
     MissingSignature,
     /// The timestamp is not an integer.
@@ -43,7 +74,7 @@ pub enum SignatureError {
         skew_seconds: i64,
     },
     /// The signature does not match.
-    #[error("X-Sync-Signature does not match the body; sign \"{{timestamp}}.{{body}}\" with the source's signing key")]
+    #[error("X-Sync-Signature does not match the request; sign \"v1\\n{{METHOD}}\\n{{path}}\\n{{source}}\\n{{timestamp}}\\n{{body}}\" (this request's method, path, source, timestamp and body) with the source's signing key")]
     Mismatch,
     /// No key is configured for this source (for operators; see
     /// [`SignatureError::caller_message`] for what a caller is told).
@@ -62,42 +93,40 @@ impl SignatureError {
     }
 }
 
-/// Signs `body` at `timestamp`: the value of `X-Sync-Signature`.
-pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
+/// Signs `request` with `body` at `timestamp`: the value of `X-Sync-Signature`.
+pub fn sign(key: &[u8], request: &SignedRequest<'_>, timestamp: i64, body: &[u8]) -> String {
+    let canonical = canonical(request, &timestamp.to_string(), body);
     format!(
         "sha256={}",
-        hex::encode(
-            mac(key, &timestamp.to_string(), body)
-                .finalize()
-                .into_bytes()
-        )
+        hex::encode(mac(key, &canonical).finalize().into_bytes())
     )
 }
 
-fn mac(key: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
+fn mac(key: &[u8], canonical: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
-    mac.update(timestamp.as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    mac.update(canonical);
     mac
 }
 
-/// Verifies a request's headers against `body` at time `now` (Unix seconds) with `key`.
+/// Verifies a request's headers against `request` and `body` at time `now` (Unix
+/// seconds) with `key`.
 pub fn verify(
     key: &[u8],
+    request: &SignedRequest<'_>,
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
     now: i64,
 ) -> Result<(), SignatureError> {
-    verify_any(&[key.to_vec()], timestamp, signature, body, now)
+    verify_any(&[key.to_vec()], request, timestamp, signature, body, now)
 }
 
-/// Verifies a request's headers against `body` at time `now` (Unix seconds): it is
-/// accepted if any of `keys` (the active keys of its source) signed it.
+/// Verifies a request's headers against `request` and `body` at time `now` (Unix
+/// seconds): it is accepted if any of `keys` (the active keys of its source) signed it.
 pub fn verify_any(
     keys: &[Vec<u8>],
+    request: &SignedRequest<'_>,
     timestamp: Option<&str>,
     signature: Option<&str>,
     body: &[u8],
@@ -126,9 +155,10 @@ pub fn verify_any(
     }
     // verify_slice compares in constant time; every key is tried, so the time taken does
     // not tell which one matched.
+    let canonical = canonical(request, timestamp, body);
     let mut matched = false;
     for key in keys {
-        matched |= mac(key, timestamp, body).verify_slice(&expected).is_ok();
+        matched |= mac(key, &canonical).verify_slice(&expected).is_ok();
     }
     if matched {
         Ok(())
@@ -253,12 +283,18 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_714_564_800;
+    const R: SignedRequest<'static> = SignedRequest {
+        method: "POST",
+        path: "/integrations/hris/records",
+        source: "hris",
+    };
 
     #[test]
     fn a_signed_body_verifies() {
-        let signature = sign(b"k", NOW, b"{}");
+        let signature = sign(b"k", &R, NOW, b"{}");
         assert!(verify(
             b"k",
+            &R,
             Some(&NOW.to_string()),
             Some(&signature),
             b"{}",
@@ -269,41 +305,97 @@ mod tests {
 
     #[test]
     fn the_signature_matches_the_documented_openssl_recipe() {
-        // printf '%s' '1714564800.{"a":1}' | openssl dgst -sha256 -hmac 'secret'
-        let signature = sign(b"secret", NOW, br#"{"a":1}"#);
+        // printf 'v1\nPOST\n%s\n%s\n%s\n%s' /integrations/hris/records hris 1714564800 '{"a":1}' \
+        //   | openssl dgst -sha256 -hmac 'secret'
+        let signature = sign(b"secret", &R, NOW, br#"{"a":1}"#);
         assert_eq!(
             signature,
-            "sha256=c378938cf1c2d1311146ca91a45734efb5d800a5375a7689e0c736149d7e71fa"
+            "sha256=10beef5351dc0edcd193a7651275ffd1e482273df80da96e04cd7cf6e90a9031"
+        );
+    }
+
+    #[test]
+    fn a_signature_verifies_only_for_the_method_path_and_source_it_was_made_for() {
+        let body = br#"{"records":[]}"#;
+        let ts = NOW.to_string();
+        let good = sign(b"k", &R, NOW, body);
+        assert_eq!(verify(b"k", &R, Some(&ts), Some(&good), body, NOW), Ok(()));
+        let lower_case = SignedRequest {
+            method: "post",
+            ..R
+        };
+        assert_eq!(
+            verify(b"k", &lower_case, Some(&ts), Some(&good), body, NOW),
+            Ok(())
+        );
+        let other_source = SignedRequest {
+            path: "/integrations/crm/records",
+            source: "crm",
+            ..R
+        };
+        let other_source_same_path = SignedRequest { source: "crm", ..R };
+        let other_path = SignedRequest {
+            path: "/prod/integrations/hris/records",
+            ..R
+        };
+        let other_method = SignedRequest { method: "PUT", ..R };
+        for replayed in [
+            other_source,
+            other_source_same_path,
+            other_path,
+            other_method,
+        ] {
+            assert_eq!(
+                verify(b"k", &replayed, Some(&ts), Some(&good), body, NOW),
+                Err(SignatureError::Mismatch),
+                "{replayed:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_canonical_string_is_the_documented_one() {
+        assert_eq!(
+            String::from_utf8(canonical(
+                &SignedRequest {
+                    method: "post",
+                    ..R
+                },
+                "1",
+                b"{}"
+            ))
+            .unwrap(),
+            "v1\nPOST\n/integrations/hris/records\nhris\n1\n{}"
         );
     }
 
     #[test]
     fn each_bad_header_gets_its_own_error() {
         let body = b"{}";
-        let good = sign(b"k", NOW, body);
+        let good = sign(b"k", &R, NOW, body);
         let ts = NOW.to_string();
         assert_eq!(
-            verify(b"k", None, Some(&good), body, NOW),
+            verify(b"k", &R, None, Some(&good), body, NOW),
             Err(SignatureError::MissingTimestamp)
         );
         assert_eq!(
-            verify(b"k", Some(&ts), None, body, NOW),
+            verify(b"k", &R, Some(&ts), None, body, NOW),
             Err(SignatureError::MissingSignature)
         );
         assert_eq!(
-            verify(b"k", Some("yesterday"), Some(&good), body, NOW),
+            verify(b"k", &R, Some("yesterday"), Some(&good), body, NOW),
             Err(SignatureError::MalformedTimestamp)
         );
         assert_eq!(
-            verify(b"k", Some(&ts), Some("md5=abc"), body, NOW),
+            verify(b"k", &R, Some(&ts), Some("md5=abc"), body, NOW),
             Err(SignatureError::MalformedSignature)
         );
         assert_eq!(
-            verify(b"other", Some(&ts), Some(&good), body, NOW),
+            verify(b"other", &R, Some(&ts), Some(&good), body, NOW),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(b"k", Some(&ts), Some(&good), b"{ }", NOW),
+            verify(b"k", &R, Some(&ts), Some(&good), b"{ }", NOW),
             Err(SignatureError::Mismatch)
         );
     }
@@ -311,16 +403,24 @@ mod tests {
     #[test]
     fn timestamps_more_than_five_minutes_away_are_refused() {
         let old = NOW - 301;
-        let signature = sign(b"k", old, b"{}");
+        let signature = sign(b"k", &R, old, b"{}");
         assert_eq!(
-            verify(b"k", Some(&old.to_string()), Some(&signature), b"{}", NOW),
+            verify(
+                b"k",
+                &R,
+                Some(&old.to_string()),
+                Some(&signature),
+                b"{}",
+                NOW
+            ),
             Err(SignatureError::Expired { skew_seconds: -301 })
         );
         let future = NOW + 301;
-        let signature = sign(b"k", future, b"{}");
+        let signature = sign(b"k", &R, future, b"{}");
         assert!(matches!(
             verify(
                 b"k",
+                &R,
                 Some(&future.to_string()),
                 Some(&signature),
                 b"{}",
@@ -329,16 +429,25 @@ mod tests {
             Err(SignatureError::Expired { skew_seconds: 301 })
         ));
         let edge = NOW - 300;
-        let signature = sign(b"k", edge, b"{}");
-        assert!(verify(b"k", Some(&edge.to_string()), Some(&signature), b"{}", NOW).is_ok());
+        let signature = sign(b"k", &R, edge, b"{}");
+        assert!(verify(
+            b"k",
+            &R,
+            Some(&edge.to_string()),
+            Some(&signature),
+            b"{}",
+            NOW
+        )
+        .is_ok());
     }
 
     #[test]
     fn the_most_negative_timestamp_is_refused_without_overflow() {
-        let signature = sign(b"k", i64::MIN, b"{}");
+        let signature = sign(b"k", &R, i64::MIN, b"{}");
         assert!(matches!(
             verify(
                 b"k",
+                &R,
                 Some(&i64::MIN.to_string()),
                 Some(&signature),
                 b"{}",
@@ -346,10 +455,11 @@ mod tests {
             ),
             Err(SignatureError::Expired { .. })
         ));
-        let signature = sign(b"k", i64::MAX, b"{}");
+        let signature = sign(b"k", &R, i64::MAX, b"{}");
         assert!(matches!(
             verify(
                 b"k",
+                &R,
                 Some(&i64::MAX.to_string()),
                 Some(&signature),
                 b"{}",
@@ -364,15 +474,29 @@ mod tests {
         let keys = SigningKeys::parse(r#"{"hris": ["new-key", "old-key"], "crm": "c"}"#).unwrap();
         let active = keys.keys_for("hris").unwrap();
         for key in [b"new-key".as_slice(), b"old-key"] {
-            let signature = sign(key, NOW, b"{}");
+            let signature = sign(key, &R, NOW, b"{}");
             assert_eq!(
-                verify_any(active, Some(&NOW.to_string()), Some(&signature), b"{}", NOW),
+                verify_any(
+                    active,
+                    &R,
+                    Some(&NOW.to_string()),
+                    Some(&signature),
+                    b"{}",
+                    NOW
+                ),
                 Ok(())
             );
         }
-        let signature = sign(b"retired", NOW, b"{}");
+        let signature = sign(b"retired", &R, NOW, b"{}");
         assert_eq!(
-            verify_any(active, Some(&NOW.to_string()), Some(&signature), b"{}", NOW),
+            verify_any(
+                active,
+                &R,
+                Some(&NOW.to_string()),
+                Some(&signature),
+                b"{}",
+                NOW
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(keys.key_for("hris").unwrap(), b"new-key");

@@ -1,6 +1,7 @@
 //! The whole pipeline in-process: signed HTTP requests into the ingest handler, real SQS
 //! (moto) between ingest and worker, the worker handler writing DynamoDB (moto) and
-//! pushing to a real HTTP target (wiremock), and the reconciler re-driving what got stuck.
+//! pushing to a real HTTP target (wiremock), and the reconciler re-driving what got stuck,
+//! including records whose messages no worker ever saw.
 
 mod common;
 
@@ -14,7 +15,7 @@ use common::{deadline, employee, ledger_items, s, stored_record, worker};
 use ingest::config::{IngestConfig, SecretStoreKind};
 use ingest::{Ingest, SecretStore, SigningSecret};
 use serde_json::{json, Value};
-use sync_core::signature::sign;
+use sync_core::signature::{sign, SignedRequest};
 use sync_core::Mappings;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -29,7 +30,8 @@ const EMPLOYEES: usize = TOTAL / 5;
 /// Contacts among them (one version each; every 25th refused by the target).
 const CONTACTS: usize = TOTAL * 3 / 10;
 
-async fn ingest_on_new_queue() -> Ingest {
+/// An ingest function on a new queue, entering accepted records in `worker`'s ledger.
+async fn ingest_on_new_queue(worker: &Worker) -> Ingest {
     let sdk = common::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue_url = sqs
@@ -55,6 +57,7 @@ async fn ingest_on_new_queue() -> Ingest {
         .unwrap();
     Ingest {
         sqs,
+        dynamodb: worker.dynamodb.clone(),
         secret: SigningSecret::new(
             SecretStore::new(SecretStoreKind::SecretsManager, &sdk),
             secret_name,
@@ -62,6 +65,9 @@ async fn ingest_on_new_queue() -> Ingest {
         mappings: Mappings::builtin().unwrap(),
         config: IngestConfig {
             queue_url,
+            ledger_table: worker.config.ledger_table.clone(),
+            lease_seconds: 900,
+            ledger_ttl_days: 30,
             secret_store: SecretStoreKind::SecretsManager,
             secret_name: String::new(),
             max_records_per_request: 500,
@@ -84,7 +90,18 @@ fn request(source: &str, records: &[Value], now: i64) -> ApiGatewayV2httpRequest
         .insert("x-sync-timestamp", now.to_string().parse().unwrap());
     event.headers.insert(
         "x-sync-signature",
-        sign(KEY.as_bytes(), now, body.as_bytes()).parse().unwrap(),
+        sign(
+            KEY.as_bytes(),
+            &SignedRequest {
+                method: "POST",
+                path: &format!("/integrations/{source}/records"),
+                source,
+            },
+            now,
+            body.as_bytes(),
+        )
+        .parse()
+        .unwrap(),
     );
     event.headers.insert(
         "x-correlation-id",
@@ -205,8 +222,8 @@ async fn every_accepted_record_is_synced_duplicate_stale_or_failed_with_a_reason
         .with_priority(2)
         .mount(&target)
         .await;
-    let ingest = ingest_on_new_queue().await;
     let worker = worker(&target.uri()).await;
+    let ingest = ingest_on_new_queue(&worker).await;
 
     // Employees in three versions sent newest-first for a third of them, every 10th one
     // deleted, every 7th one sent twice; contacts some of which the target refuses; and
@@ -361,8 +378,8 @@ async fn records_held_back_by_a_down_target_are_redriven_by_the_reconciler_and_s
         .with_priority(2)
         .mount(&target)
         .await;
-    let ingest = ingest_on_new_queue().await;
     let mut worker = worker(&target.uri()).await;
+    let ingest = ingest_on_new_queue(&worker).await;
     worker.config.concurrency = 1;
     let records = vec![employee("E1", "2024-05-01T00:00:00Z")];
     let response = ingest::handle_request(&ingest, request("hris", &records, now()), now()).await;
@@ -422,4 +439,148 @@ async fn records_held_back_by_a_down_target_are_redriven_by_the_reconciler_and_s
     assert!(stored_record(&worker, "hris", "E1", "employee")
         .await
         .is_some());
+}
+
+#[tokio::test]
+async fn a_record_accepted_but_never_claimed_is_in_the_ledger_and_redriven() {
+    let target = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&target)
+        .await;
+    let worker = worker(&target.uri()).await;
+    let ingest = ingest_on_new_queue(&worker).await;
+    let records: Vec<Value> = (1..=3)
+        .map(|n| employee(&format!("E{n}"), "2024-05-01T00:00:00Z"))
+        .collect();
+    let accepted_at = now();
+    let response =
+        ingest::handle_request(&ingest, request("hris", &records, accepted_at), accepted_at).await;
+    assert_eq!(response.status_code, 202);
+
+    // From the moment of acceptance, before any worker ran: accepted = in flight.
+    let items = ledger_items(&worker).await;
+    assert_eq!(items.len(), 3);
+    for item in &items {
+        assert_eq!(s(item, "state"), "ACCEPTED");
+        assert_eq!(s(item, "source"), "hris");
+        assert!(!s(item, "body").is_empty());
+    }
+
+    // The messages vanish unclaimed (as when every delivery's invocation died before the
+    // worker looked, and they went to the DLQ).
+    loop {
+        let output = ingest
+            .sqs
+            .receive_message()
+            .queue_url(&ingest.config.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if output.messages().is_empty() {
+            break;
+        }
+        for message in output.messages() {
+            ingest
+                .sqs
+                .delete_message()
+                .queue_url(&ingest.config.queue_url)
+                .receipt_handle(message.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let dlq_url = ingest
+        .sqs
+        .create_queue()
+        .queue_name(common::unique("dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let reconciler = reconciler::Reconciler {
+        dynamodb: worker.dynamodb.clone(),
+        sqs: ingest.sqs.clone(),
+        config: reconciler::ReconcilerConfig {
+            ledger_table: worker.config.ledger_table.clone(),
+            queue_url: ingest.config.queue_url.clone(),
+            dlq_url,
+            lease_seconds: 900,
+            max_redrive_per_run: 10,
+            metrics_namespace: "datasync/test".into(),
+        },
+    };
+    // Within the lease a worker may still be about to claim them: left alone.
+    let early = reconciler::run(&reconciler, accepted_at + 60)
+        .await
+        .unwrap();
+    assert_eq!(early.total_redriven(), 0);
+    assert_eq!(
+        early
+            .ledger_items
+            .get(&("hris".to_string(), "ACCEPTED".to_string())),
+        Some(&3)
+    );
+    let run = reconciler::run(&reconciler, accepted_at + 901)
+        .await
+        .unwrap();
+    assert_eq!(run.total_redriven(), 3);
+    let counts = drain_through_worker(&ingest, &worker).await;
+    assert_eq!(counts.get("synced"), Some(&3), "{counts:?}");
+    for item in ledger_items(&worker).await {
+        assert_eq!(s(&item, "state"), "COMPLETED");
+        assert_eq!(s(&item, "outcome"), "synced");
+    }
+}
+
+#[tokio::test]
+async fn an_integer_beyond_64_bits_reaches_dynamodb_and_the_target_exactly() {
+    const BIG: &str = "123456789012345678901234567890";
+    let target = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&target)
+        .await;
+    let worker = worker(&target.uri()).await;
+    let ingest = ingest_on_new_queue(&worker).await;
+    let contact: Value = serde_json::from_str(&format!(
+        r#"{{"id": "C-big", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {{"email": "big@example.com", "account_number": {BIG}}}}}"#
+    ))
+    .unwrap();
+    let too_precise: Value = serde_json::from_str(
+        r#"{"id": "C-precise", "updatedAt": "2024-05-01T12:00:00Z",
+            "properties": {"email": "p@example.com", "ratio": 0.1234567890123456789012345678901234567891}}"#,
+    )
+    .unwrap();
+    let at = now();
+    let response =
+        ingest::handle_request(&ingest, request("crm", &[contact, too_precise], at), at).await;
+    let answer: Value = match &response.body {
+        Some(Body::Text(text)) => serde_json::from_str(text).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let error = &answer["errors"][0]["field_errors"][0];
+    assert_eq!(error["field"], "properties.ratio", "{answer}");
+    assert_eq!(error["code"], "too_many_digits", "{answer}");
+
+    let counts = drain_through_worker(&ingest, &worker).await;
+    assert_eq!(counts.get("synced"), Some(&1), "{counts:?}");
+    let stored = stored_record(&worker, "crm", "C-big", "contact")
+        .await
+        .unwrap();
+    let unmapped = stored["unmapped"].as_m().unwrap();
+    assert_eq!(
+        unmapped["properties.account_number"].as_n().unwrap(),
+        BIG,
+        "{unmapped:?}"
+    );
+    let pushed = target.received_requests().await.unwrap();
+    let body = String::from_utf8(pushed[0].body.clone()).unwrap();
+    assert!(body.contains(&format!(":{BIG}")), "{body}");
 }

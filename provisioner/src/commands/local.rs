@@ -109,7 +109,7 @@ pub fn send(
     let limit = env.settings.api.max_records_per_request as usize;
     let batch = args.batch.unwrap_or(DEFAULT_BATCH).clamp(1, limit);
     let runtime = crate::deploy::setup::runtime()?;
-    let mut report = runtime.block_on(async {
+    let report = runtime.block_on(async {
         let keys = signing_keys(&env, endpoint.as_str()).await?;
         let key = keys.key_for(&source).map_err(|error| Error::Other {
             message: error.to_string(),
@@ -117,6 +117,7 @@ pub fn send(
         })?;
         send_records(
             &url,
+            &source,
             key,
             &records,
             batch,
@@ -124,7 +125,6 @@ pub fn send(
         )
         .await
     })?;
-    report.source = source;
     match format {
         OutputFormat::Json => write_json(out, &report)?,
         OutputFormat::Text => {

@@ -23,7 +23,7 @@ pub struct RecordCounts {
     /// Records table: live records and delete tombstones.
     pub records: u64,
     pub tombstones: u64,
-    /// Ledger items per state (`COMPLETED`, `IN_PROGRESS`, `RETRY`, `FAILED`).
+    /// Ledger items per state (`ACCEPTED`, `IN_PROGRESS`, `RETRY`, `COMPLETED`, `FAILED`).
     pub ledger: BTreeMap<String, u64>,
     pub queue: QueueCounts,
     pub dead_letter_queue: QueueCounts,

@@ -1,6 +1,8 @@
 //! The function host: for each deployed function a Runtime API and a process running its
 //! real binary (for the queue's consumer, as many instances as the event source's maximum
-//! concurrency, each polling the queue and invoking its own process, as Lambda scales),
+//! concurrency, each polling the queue and invoking its own process, as Lambda scales;
+//! for the HTTP route's function, [`HTTP_INSTANCES`] behind one route, each request
+//! going to an idle one),
 //! with the event sources (HTTP route, queue, schedule) and, where the environment asks
 //! for it, the local downstream target.
 
@@ -12,10 +14,15 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::discover::{self, Deployment, EmulatorClients};
+use super::pool::InstancePool;
 use super::process::{self, FunctionLaunch};
 use super::runtime_api::RuntimeApi;
 use super::{downstream, sources, LocalError};
 use crate::config::Environment;
+
+/// Instances of the HTTP route's function (ingest): parallel requests are handled in
+/// parallel, as Lambda runs concurrent execution environments for them.
+pub const HTTP_INSTANCES: u32 = 4;
 
 /// Where the host listens and where it finds and unpacks code.
 #[derive(Debug, Clone)]
@@ -84,6 +91,8 @@ impl Host {
             // instances, each a process of its own with its own Runtime API and poller.
             let instances = if function.name == deployment.queue.function {
                 deployment.queue.maximum_concurrency.max(1)
+            } else if function.name == deployment.route.function {
+                HTTP_INSTANCES
             } else {
                 1
             };
@@ -130,13 +139,15 @@ impl Host {
             apis.get(name)
                 .and_then(|(apis, timeout)| Some((apis.first()?.clone(), *timeout)))
         };
-        if let Some((api, timeout)) = api_of(&deployment.route.function) {
+        if let Some((instances, timeout)) = apis.get(&deployment.route.function) {
+            let pool = InstancePool::new(instances.clone());
+            let timeout = *timeout;
             let route = deployment.route.clone();
             let account = account_id.clone();
             let stopped = stopped.clone();
             tasks.spawn(async move {
                 if let Err(error) =
-                    sources::serve_http(route, api, timeout, account, http, stopped).await
+                    sources::serve_http(route, pool, timeout, account, http, stopped).await
                 {
                     eprintln!("[host] the HTTP route stopped: {error}");
                 }

@@ -6,6 +6,7 @@ pub mod counts;
 pub mod discover;
 pub mod downstream;
 pub mod host;
+pub mod pool;
 pub mod process;
 pub mod runtime_api;
 pub mod sources;

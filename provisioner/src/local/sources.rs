@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use super::discover::{HttpRoute, QueueSource, ScheduleSource};
+use super::pool::InstancePool;
 use super::runtime_api::{Outcome, RuntimeApi};
 
 /// Splits `POST /integrations/{source}/records` into its method and path segments.
@@ -56,16 +57,17 @@ struct Gateway {
     route: HttpRoute,
     method: String,
     template: Vec<String>,
-    api: RuntimeApi,
+    instances: InstancePool,
     timeout: Duration,
     account_id: String,
     address: SocketAddr,
 }
 
-/// Serves the route on `address` until `stop` turns true.
+/// Serves the route on `address` until `stop` turns true; each request goes to an idle
+/// instance of the function.
 pub async fn serve_http(
     route: HttpRoute,
-    api: RuntimeApi,
+    instances: InstancePool,
     timeout: Duration,
     account_id: String,
     listener: tokio::net::TcpListener,
@@ -82,7 +84,7 @@ pub async fn serve_http(
         route,
         method,
         template,
-        api,
+        instances,
         timeout,
         account_id,
         address,
@@ -119,7 +121,7 @@ async fn handle(
     }
     let event = payload_v2(&gateway, &method, &uri, &headers, &body, path_parameters);
     match gateway
-        .api
+        .instances
         .invoke(event.to_string().into_bytes(), gateway.timeout)
         .await
     {

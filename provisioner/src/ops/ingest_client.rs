@@ -91,15 +91,29 @@ pub struct SendReport {
     pub batch_ids: Vec<String>,
 }
 
-/// Posts `records` in batches of at most `batch` (and `max_bytes`), re-sending records
+/// Posts `records` of `source` in batches of at most `batch` (and `max_bytes`), each
+/// request signed for its method, path, source, timestamp and body, re-sending records
 /// the API says may succeed on a retry, at most three times.
 pub async fn send_records(
     url: &str,
+    source: &str,
     key: &[u8],
     records: &[Value],
     batch: usize,
     max_bytes: usize,
 ) -> Result<SendReport, Error> {
+    let path = reqwest::Url::parse(url)
+        .map_err(|error| Error::Other {
+            message: format!("the ingest URL `{url}` is not a URL: {error}"),
+            help: "expected http(s)://host/integrations/{source}/records".into(),
+        })?
+        .path()
+        .to_string();
+    let signed_for = sync_core::signature::SignedRequest {
+        method: "POST",
+        path: &path,
+        source,
+    };
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -108,6 +122,7 @@ pub async fn send_records(
             help: String::new(),
         })?;
     let mut report = SendReport {
+        source: source.to_string(),
         url: url.to_string(),
         records: records.len(),
         ..SendReport::default()
@@ -126,7 +141,7 @@ pub async fn send_records(
                 .map(|d| d.as_secs())
                 .unwrap_or_default();
             let timestamp = i64::try_from(timestamp).unwrap_or_default();
-            let signature = sync_core::signature::sign(key, timestamp, &body);
+            let signature = sync_core::signature::sign(key, &signed_for, timestamp, &body);
             report.requests += 1;
             let response = client
                 .post(url)

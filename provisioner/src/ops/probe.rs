@@ -226,7 +226,15 @@ pub async fn probe(
 
     // 1. Ingest accepts it.
     let started = Instant::now();
-    let sent = send_records(&url, key, &[record(&id, version, false)], 1, max_bytes).await;
+    let sent = send_records(
+        &url,
+        SOURCE,
+        key,
+        &[record(&id, version, false)],
+        1,
+        max_bytes,
+    )
+    .await;
     let accepted = match &sent {
         Ok(sent) => sent.accepted == 1,
         Err(_) => false,
@@ -308,7 +316,7 @@ pub async fn probe(
 
     // 4. Remove it: a delete through the pipeline, then its tombstone.
     let later = version + chrono::Duration::milliseconds(1);
-    let deleted = send_records(&url, key, &[record(&id, later, true)], 1, max_bytes).await;
+    let deleted = send_records(&url, SOURCE, key, &[record(&id, later, true)], 1, max_bytes).await;
     let delete_accepted = deleted.as_ref().is_ok_and(|d| d.accepted == 1);
     let gone = delete_accepted
         && wait_for(timeout, || async {

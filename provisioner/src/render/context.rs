@@ -468,6 +468,11 @@ fn function_variables(env: &Environment, function: &str) -> Vec<Variable> {
             ),
             Variable::literal("MAX_RECORDS_PER_REQUEST", s.api.max_records_per_request),
             Variable::literal("MAX_BODY_BYTES", s.api.max_body_bytes),
+            // Accepted records are entered in the ledger before they are queued; one no
+            // worker claimed within a lease is re-driven by the reconciler.
+            ledger(),
+            lease(),
+            Variable::literal("LEDGER_TTL_DAYS", s.tables.ledger_ttl_days),
         ],
         "worker" => vec![
             Variable::literal("RECORDS_TABLE", &names.records_table),

@@ -139,6 +139,7 @@ pub fn body(names: &Names, functions: &[String]) -> String {
         9,
         "Ledger and dead letters (reconciler)",
         vec![
+            ledger("ACCEPTED"),
             ledger("IN_PROGRESS"),
             ledger("RETRY"),
             ledger("FAILED"),

@@ -206,6 +206,7 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_publish() {
         let template: serde_yaml::Value =
             serde_yaml::from_str(body(&rendered, "observability")).expect("template is YAML");
         let mut watched = Vec::new();
+        let mut alarmed = Vec::new();
         walk(&template, &mut |value| match value {
             serde_yaml::Value::Mapping(map) => {
                 let namespace = map.get("Namespace").and_then(|v| v.as_str());
@@ -213,6 +214,7 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_publish() {
                 if let (Some(namespace), Some(metric)) = (namespace, metric) {
                     if !namespace.starts_with("AWS/") {
                         watched.push(metric.to_string());
+                        alarmed.push(metric.to_string());
                     }
                 }
             }
@@ -230,6 +232,12 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_publish() {
             }
             _ => {}
         });
+        for alarm in ["RecordsFailed", "DownstreamCircuitOpen"] {
+            assert!(
+                alarmed.iter().any(|m| m == alarm),
+                "{env}: an alarm watches {alarm}"
+            );
+        }
         for expected in ["RecordsFailed", "RecordsSynced", "DlqDepth"] {
             assert!(
                 watched.iter().any(|m| m == expected),

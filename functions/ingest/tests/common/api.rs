@@ -9,7 +9,7 @@ use ingest::config::{IngestConfig, SecretStoreKind};
 use ingest::{Ingest, SecretStore, SigningSecret};
 use serde_json::{json, Value};
 use sync_core::envelope::QueueMessage;
-use sync_core::signature::sign;
+use sync_core::signature::{sign, SignedRequest};
 use sync_core::Mappings;
 
 pub const NOW: i64 = 1_714_564_800;
@@ -17,6 +17,7 @@ pub const KEY: &str = "test-signing-key";
 
 pub struct Setup {
     pub ingest: Ingest,
+    pub ledger_table: String,
     pub queue_url: String,
     pub secret_name: String,
 }
@@ -61,8 +62,34 @@ pub async fn setup_with(
             name
         }
     };
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let ledger_table = super::unique("ledger");
+    dynamodb
+        .create_table()
+        .table_name(&ledger_table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("idempotency_key")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("idempotency_key")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     let config = IngestConfig {
         queue_url: queue_url.clone(),
+        ledger_table: ledger_table.clone(),
+        lease_seconds: 900,
+        ledger_ttl_days: 30,
         secret_store: store,
         secret_name: secret_name.clone(),
         max_records_per_request: max_records,
@@ -73,12 +100,14 @@ pub async fn setup_with(
     };
     let ingest = Ingest {
         sqs,
+        dynamodb,
         secret: SigningSecret::new(SecretStore::new(store, &sdk), secret_name.clone()),
         mappings: Mappings::builtin().unwrap(),
         config,
     };
     Setup {
         ingest,
+        ledger_table,
         queue_url,
         secret_name,
     }
@@ -97,14 +126,32 @@ pub fn event(source: &str, body: &str) -> ApiGatewayV2httpRequest {
     event
 }
 
+/// A request to `source`'s route, signed for that route (method, path and source).
 pub fn signed(source: &str, body: &str, key: &str, timestamp: i64) -> ApiGatewayV2httpRequest {
+    let path = format!("/integrations/{source}/records");
+    let signed_for = SignedRequest {
+        method: "POST",
+        path: &path,
+        source,
+    };
+    signed_as(source, &signed_for, body, key, timestamp)
+}
+
+/// A request to `source`'s route carrying a signature made for `signed_for`.
+pub fn signed_as(
+    source: &str,
+    signed_for: &SignedRequest<'_>,
+    body: &str,
+    key: &str,
+    timestamp: i64,
+) -> ApiGatewayV2httpRequest {
     let mut event = event(source, body);
     event
         .headers
         .insert("x-sync-timestamp", timestamp.to_string().parse().unwrap());
     event.headers.insert(
         "x-sync-signature",
-        sign(key.as_bytes(), timestamp, body.as_bytes())
+        sign(key.as_bytes(), signed_for, timestamp, body.as_bytes())
             .parse()
             .unwrap(),
     );

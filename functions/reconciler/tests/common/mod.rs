@@ -61,13 +61,13 @@ pub async fn create_ledger(client: &aws_sdk_dynamodb::Client) -> String {
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("idempotency_key", ScalarAttributeType::S))
-        .attribute_definitions(attribute("state", ScalarAttributeType::S))
+        .attribute_definitions(attribute("state_shard", ScalarAttributeType::S))
         .attribute_definitions(attribute("next_attempt_at", ScalarAttributeType::N))
         .key_schema(key("idempotency_key", KeyType::Hash))
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name("by-state")
-                .key_schema(key("state", KeyType::Hash))
+                .index_name("by-state-shard")
+                .key_schema(key("state_shard", KeyType::Hash))
                 .key_schema(key("next_attempt_at", KeyType::Range))
                 // As the data stack declares it: no bodies in the index.
                 .projection(

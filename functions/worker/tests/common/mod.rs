@@ -110,13 +110,13 @@ pub async fn create_tables(client: &aws_sdk_dynamodb::Client) -> (String, String
         .table_name(&ledger)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("idempotency_key", ScalarAttributeType::S))
-        .attribute_definitions(attribute("state", ScalarAttributeType::S))
+        .attribute_definitions(attribute("state_shard", ScalarAttributeType::S))
         .attribute_definitions(attribute("next_attempt_at", ScalarAttributeType::N))
         .key_schema(key("idempotency_key", KeyType::Hash))
         // As the data stack declares it: no bodies in the index.
         .global_secondary_indexes(index(
-            "by-state",
-            "state",
+            "by-state-shard",
+            "state_shard",
             "next_attempt_at",
             Projection::builder()
                 .projection_type(ProjectionType::Include)
