@@ -156,6 +156,9 @@ pub struct DataVerifyArgs {
     /// Compare with this environment's live tables instead (after an import).
     #[arg(long, value_name = "ENV")]
     pub against_env: Option<String>,
+    /// AWS profile whose credentials read --against-env (another account).
+    #[arg(long, value_name = "PROFILE", requires = "against_env")]
+    pub against_profile: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -166,9 +169,16 @@ pub struct DataImportArgs {
     /// The export's id.
     #[arg(long, value_name = "ID")]
     pub export: String,
-    /// Environment the export was taken from (default: --env itself).
+    /// Environment the export was taken from (default: --env itself, which needs --yes).
     #[arg(long, value_name = "ENV")]
     pub from_env: Option<String>,
+    /// AWS profile whose credentials read the export (--from-env in another account).
+    #[arg(long, value_name = "PROFILE")]
+    pub from_profile: Option<String>,
+    /// Import into the environment the export came from, overwriting its live items
+    /// with the export's.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,6 +34,7 @@ pub fn run(
             )?;
             let outcome = RunOutcome {
                 stacks: report.stacks.clone(),
+                interrupted: false,
             };
             write_text(out, outcome.to_text().trim_end())?;
             for (key, value) in &report.outputs {

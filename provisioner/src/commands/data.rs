@@ -8,7 +8,7 @@ use crate::cli::{DataExportArgs, DataImportArgs, DataVerifyArgs, OutputFormat};
 use crate::config::Environment;
 use crate::deploy::clients::AwsClients;
 use crate::deploy::setup::{runtime, target};
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::exit::Exit;
 use crate::ops::data;
 use crate::output::{write_json, write_text};
@@ -16,9 +16,10 @@ use crate::project::Project;
 use crate::release::deployments::Deployments;
 use crate::release::{identity, rollout};
 
-/// Clients for `env`, its account checked.
-async fn checked(env: &Environment) -> Result<AwsClients, Error> {
-    let clients = AwsClients::connect(&target(env)).await;
+/// Clients for `env` (with a named profile's credentials when given), its account
+/// checked.
+async fn checked(env: &Environment, profile: Option<&str>) -> Result<AwsClients, Error> {
+    let clients = AwsClients::connect_with_profile(&target(env), profile).await;
     let caller = identity::caller_identity(&clients.sts).await?;
     identity::ensure_account(env, &caller)?;
     Ok(clients)
@@ -32,7 +33,7 @@ pub fn export(
 ) -> Result<Exit, Error> {
     let (_, env) = rollout::locate(project, &args.env)?;
     let manifest = runtime()?.block_on(async {
-        let clients = checked(&env).await?;
+        let clients = checked(&env, None).await?;
         let release = Deployments::new(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,
@@ -75,7 +76,7 @@ pub fn verify(
         None => None,
     };
     let report = runtime()?.block_on(async {
-        let clients = checked(&env).await?;
+        let clients = checked(&env, None).await?;
         let manifest = data::read_manifest(
             &clients,
             &env.names.bootstrap.artifact_bucket,
@@ -85,7 +86,7 @@ pub fn verify(
         .await?;
         match &against {
             Some(other) => {
-                let other_clients = checked(other).await?;
+                let other_clients = checked(other, args.against_profile.as_deref()).await?;
                 data::verify(&clients, &manifest, &other_clients, other).await
             }
             None => data::verify(&clients, &manifest, &clients, &env).await,
@@ -120,8 +121,21 @@ pub fn import(
         Some(name) => rollout::locate(project, name)?.1,
         None => into.clone(),
     };
+    if from.name == into.name && !args.yes {
+        return Err(Error::Refused {
+            refusal: Refusal::NeedsConfirmation,
+            message: format!(
+                "importing export {} into `{}`, the environment it came from, overwrites its \
+                 live items with the export's",
+                args.export, into.name
+            ),
+            help: "pass --yes to restore it on purpose, or --from-env <env> to import another \
+                   environment's export"
+                .into(),
+        });
+    }
     let report = runtime()?.block_on(async {
-        let from_clients = checked(&from).await?;
+        let from_clients = checked(&from, args.from_profile.as_deref()).await?;
         let manifest = data::read_manifest(
             &from_clients,
             &from.names.bootstrap.artifact_bucket,
@@ -129,7 +143,7 @@ pub fn import(
             &args.export,
         )
         .await?;
-        let into_clients = checked(&into).await?;
+        let into_clients = checked(&into, None).await?;
         data::import(&from_clients, &manifest, &into_clients, &into).await
     })?;
     match format {
@@ -137,7 +151,8 @@ pub fn import(
         OutputFormat::Text => write_text(
             out,
             &format!(
-                "imported export {} into {}: {}",
+                "imported export {} into {}: {} (ledger items still on their way, not \
+                 imported: {})",
                 report.export,
                 report.env,
                 report
@@ -145,7 +160,8 @@ pub fn import(
                     .iter()
                     .map(|(role, n)| format!("{role} {n} item(s)"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                report.skipped.get("ledger").copied().unwrap_or(0)
             ),
         )?,
     }

@@ -68,6 +68,16 @@ pub fn write_report(
     }
 }
 
+/// What made a bake fail, in a few words.
+fn bake_failure(baked: &crate::ops::bake::BakedDeploy) -> String {
+    baked
+        .bake
+        .as_ref()
+        .and_then(|b| b.failure.as_ref())
+        .map(|f| f.describe())
+        .unwrap_or_default()
+}
+
 /// Writes `document` as JSON with `failure`, when there is one, as its `error` key.
 pub fn write_json_with_failure(
     out: &mut dyn Write,
@@ -136,7 +146,43 @@ pub fn run(
                 ),
                 exit_code: exit as u8,
             }),
-            (Some(rollback), exit) => rollback.failure(exit),
+            (Some(rollback), exit) => Some(ErrorBody {
+                kind: "failed",
+                message: format!(
+                    "the bake of {} failed ({}) and the rollback to {} did not complete ({}); \
+                     {} still runs {}",
+                    baked.deploy.env,
+                    bake_failure(&baked),
+                    rollback.release,
+                    rollback
+                        .failure(Exit::Failed)
+                        .map(|f| f.message)
+                        .unwrap_or_else(|| rollback.result.as_str().to_string()),
+                    baked.deploy.env,
+                    baked.deploy.release
+                ),
+                fix: Some(format!(
+                    "read the rollback's stacks above, fix what failed, then `provisioner \
+                     rollback --env {}`",
+                    baked.deploy.env
+                )),
+                exit_code: exit as u8,
+            }),
+            (None, Exit::Failed) if baked.rollback_refused.is_some() => Some(ErrorBody {
+                kind: "failed",
+                message: format!(
+                    "the bake of {} failed ({}); not rolled back: {}",
+                    baked.deploy.env,
+                    bake_failure(&baked),
+                    baked.rollback_refused.as_deref().unwrap_or_default()
+                ),
+                fix: Some(format!(
+                    "decide by hand: `provisioner status --env {0}`, then `provisioner rollback \
+                     --env {0}` if the running release must go",
+                    baked.deploy.env
+                )),
+                exit_code: exit as u8,
+            }),
             (None, Exit::Interrupted) => Some(ErrorBody {
                 kind: "interrupted",
                 message: format!(

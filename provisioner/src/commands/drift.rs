@@ -44,6 +44,17 @@ pub fn run(
         Ok::<_, Error>(stacks)
     })?;
     let drifted = stacks.iter().any(StackDrift::drifted);
+    let unchecked: Vec<String> = stacks
+        .iter()
+        .filter(|s| s.unchecked())
+        .map(|s| {
+            format!(
+                "{} ({})",
+                s.stack_name,
+                s.reason.as_deref().unwrap_or(s.status.as_str())
+            )
+        })
+        .collect();
     match format {
         OutputFormat::Json => write_json(
             out,
@@ -55,9 +66,17 @@ pub fn run(
         )?,
         OutputFormat::Text => write_text(out, drift::to_text(&stacks).trim_end())?,
     }
-    Ok(if drifted {
-        Exit::Drifted
-    } else {
-        Exit::Success
-    })
+    if drifted {
+        return Ok(Exit::Drifted);
+    }
+    // CI must not read "no drift" for stacks the detection could not check.
+    if !unchecked.is_empty() {
+        eprintln!(
+            "error: drift detection did not check every stack: {}",
+            unchecked.join(", ")
+        );
+        eprintln!("  help: run `provisioner drift` again; if it fails again, check the stacks' resources in the CloudFormation console");
+        return Ok(Exit::Failed);
+    }
+    Ok(Exit::Success)
 }

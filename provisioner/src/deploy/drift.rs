@@ -51,6 +51,12 @@ impl StackDrift {
     pub fn drifted(&self) -> bool {
         self.status == "DRIFTED" || !self.resources.is_empty()
     }
+
+    /// The detection did not check the whole stack (it failed, or the status is
+    /// unknown), so "no drift" cannot be said of it.
+    pub fn unchecked(&self) -> bool {
+        self.reason.is_some() || matches!(self.status.as_str(), "UNKNOWN" | "NOT_CHECKED")
+    }
 }
 
 /// Detects drift on every deployed stack of `specs`, all at once.

@@ -87,9 +87,12 @@ pub struct EngineOptions {
 /// CloudFormation's RollbackConfiguration for a deploy: the environment's deploy-health
 /// alarm (by name; its ARN is looked up once, when the first change set is made, and the
 /// trigger is left out while the alarm does not exist yet) and the monitoring time.
+/// `alarm_name: None` sends an explicitly empty configuration: a rollback must not be
+/// undone by the very alarm that made it necessary (CloudFormation otherwise reuses the
+/// stack's last rollback configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollbackTrigger {
-    pub alarm_name: String,
+    pub alarm_name: Option<String>,
     pub monitoring_minutes: u32,
 }
 
@@ -117,19 +120,27 @@ impl Context {
         let Some(trigger) = &self.options.rollback else {
             return Ok(None);
         };
+        let Some(alarm_name) = &trigger.alarm_name else {
+            return Ok(Some(
+                RollbackConfiguration::builder()
+                    .set_rollback_triggers(Some(Vec::new()))
+                    .monitoring_time_in_minutes(0)
+                    .build(),
+            ));
+        };
         self.rollback
             .get_or_try_init(|| async {
                 let output = self
                     .clients
                     .cloudwatch
                     .describe_alarms()
-                    .alarm_names(&trigger.alarm_name)
+                    .alarm_names(alarm_name)
                     .alarm_types(AlarmType::CompositeAlarm)
                     .alarm_types(AlarmType::MetricAlarm)
                     .send()
                     .await
                     .map_err(|error| {
-                        DeployError::aws(format!("DescribeAlarms {}", trigger.alarm_name), &error)
+                        DeployError::aws(format!("DescribeAlarms {}", alarm_name), &error)
                     })?;
                 let composite = output
                     .composite_alarms()
@@ -149,7 +160,7 @@ impl Context {
                     tracing::info!(
                         "no rollback trigger: alarm {} does not exist yet (the observability \
                          stack creates it)",
-                        trigger.alarm_name
+                        alarm_name
                     );
                     return Ok(None);
                 };
@@ -318,7 +329,7 @@ pub async fn run_on(
         }
         tokio::select! {
             Some((review, reply)) = review_rx.recv() => {
-                let decision = decide(mode, confirmation, &review, reviewer);
+                let decision = decide(mode, confirmation, &review, reviewer, &interrupt);
                 let _ = reply.send(decision);
             }
             Some(joined) = running.join_next() => {
@@ -332,6 +343,7 @@ pub async fn run_on(
     }
     Ok(RunOutcome {
         stacks: results.into_iter().flatten().collect(),
+        interrupted: mode == Mode::Deploy && interrupt.is_stopping(),
     })
 }
 
@@ -340,6 +352,7 @@ fn decide(
     confirmation: Confirmation,
     review: &Review,
     reviewer: &mut dyn Reviewer,
+    interrupt: &Interrupt,
 ) -> Decision {
     reviewer.show(review);
     if !review.refusals.is_empty() {
@@ -347,6 +360,11 @@ fn decide(
     }
     if mode == Mode::Plan {
         return Decision::Discard;
+    }
+    if interrupt.is_stopping() {
+        // Nobody is asked after Ctrl-C: the executing side turns this into "interrupted"
+        // and deletes the change set.
+        return Decision::Execute;
     }
     match confirmation {
         Confirmation::Yes => Decision::Execute,
@@ -500,6 +518,11 @@ async fn process_stack(
                 refusals: Vec::new(),
             };
             match ask(reviews, review).await {
+                Decision::Execute if context.options.interrupt.is_stopping() => {
+                    outcome.result = StackResult::Interrupted;
+                    outcome.message = Some("not deleted: the deploy was interrupted".into());
+                    return Ok(());
+                }
                 Decision::Execute => {}
                 Decision::NotConfirmed(why) => {
                     outcome.result = StackResult::NotConfirmed;
@@ -579,7 +602,9 @@ async fn process_stack(
         &spec.stack_name,
         &format!("creating {} change set", kind.as_str()),
     );
-    let rollback = if mode == Mode::Deploy && kind == ChangeSetType::Update {
+    let rollback = if (mode == Mode::Deploy || context.options.keep_change_sets)
+        && kind == ChangeSetType::Update
+    {
         context.rollback_configuration().await?
     } else {
         None

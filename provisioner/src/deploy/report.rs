@@ -141,6 +141,9 @@ impl StackOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunOutcome {
     pub stacks: Vec<StackOutcome>,
+    /// Ctrl-C was pressed during the run, even if every stack had already started.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// How a whole run ended, most serious first.
@@ -220,7 +223,7 @@ impl RunOutcome {
             Verdict::Failed
         } else if any(&|r| r == StackResult::RolledBack) {
             Verdict::RolledBack
-        } else if any(&|r| r == StackResult::Interrupted) {
+        } else if self.interrupted || any(&|r| r == StackResult::Interrupted) {
             Verdict::Interrupted
         } else if any(&|r| r == StackResult::Refused) {
             Verdict::Refused
@@ -401,6 +404,7 @@ mod tests {
                 .iter()
                 .map(|r| StackOutcome::new("a", "a", *r))
                 .collect(),
+            interrupted: false,
         };
         assert_eq!(
             run(&[StackResult::Refused, StackResult::Failed]).verdict(),

@@ -57,14 +57,22 @@ pub async fn firing(
             entry(
                 alarm.alarm_name(),
                 alarm.state_reason(),
-                alarm.state_updated_timestamp(),
+                // When it entered its state; StateUpdatedTimestamp also moves on
+                // evaluation-state changes.
+                alarm
+                    .state_transitioned_timestamp()
+                    .or(alarm.state_updated_timestamp()),
             )
         }));
         firing.extend(output.composite_alarms().iter().map(|alarm| {
             entry(
                 alarm.alarm_name(),
                 alarm.state_reason(),
-                alarm.state_updated_timestamp(),
+                // When it entered its state; StateUpdatedTimestamp also moves on
+                // evaluation-state changes.
+                alarm
+                    .state_transitioned_timestamp()
+                    .or(alarm.state_updated_timestamp()),
             )
         }));
         token = output.next_token().map(str::to_string);

@@ -144,13 +144,21 @@ pub async fn watch(
         interrupted: false,
     };
     if request.probe {
-        let probe = super::probe::probe(clients, env, request.probe_timeout).await?;
-        report.probe_ok = Some(probe.ok);
-        if let Some(hop) = probe.broken_hop() {
-            report.failure = Some(BakeFailure::Probe {
+        // A probe that cannot even start (no ingest URL, no signing key) is a failed
+        // probe too: the new release may be what broke it.
+        let failure = match super::probe::probe(clients, env, request.probe_timeout).await {
+            Ok(probe) => probe.broken_hop().map(|hop| BakeFailure::Probe {
                 hop: hop.hop.to_string(),
                 detail: hop.detail.clone(),
-            });
+            }),
+            Err(error) => Some(BakeFailure::Probe {
+                hop: "probe".into(),
+                detail: crate::error::report(&error),
+            }),
+        };
+        report.probe_ok = Some(failure.is_none());
+        if failure.is_some() {
+            report.failure = failure;
             report.watched_seconds = started.elapsed().as_secs();
             return Ok(report);
         }
@@ -189,6 +197,10 @@ pub struct BakedDeploy {
     /// The rollback to the previous release a failed bake ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollback: Option<rollout::Report>,
+    /// Why a failed bake rolled nothing back (no earlier release, or the environment
+    /// runs another release by now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollback_refused: Option<String>,
 }
 
 impl BakedDeploy {
@@ -197,6 +209,9 @@ impl BakedDeploy {
         match &self.bake {
             Some(bake) => text.push_str(&format!("\n{}", bake.to_text())),
             None => text.push_str("\nno bake: the deploy changed nothing or did not succeed"),
+        }
+        if let Some(refused) = &self.rollback_refused {
+            text.push_str(&format!("\nnot rolled back: {refused}"));
         }
         if let Some(rollback) = &self.rollback {
             text.push_str(&format!(
@@ -230,6 +245,7 @@ pub fn deploy_then_bake(
                 deploy: report,
                 bake: None,
                 rollback: None,
+                rollback_refused: None,
             },
             exit,
         )));
@@ -241,6 +257,7 @@ pub fn deploy_then_bake(
                 deploy: report,
                 bake: Some(baked),
                 rollback: None,
+                rollback_refused: None,
             },
             Exit::Interrupted,
         )));
@@ -251,24 +268,41 @@ pub fn deploy_then_bake(
                 deploy: report,
                 bake: Some(baked),
                 rollback: None,
+                rollback_refused: None,
             },
             exit,
         )));
     };
-    let Some(previous) = report.previous_release.clone() else {
-        return Err(Error::Other {
-            message: format!(
-                "the bake of {} failed ({}) and there is no earlier release to roll back to",
-                deploy.env,
-                failure.describe()
-            ),
-            help: format!(
-                "this was the environment's first release: fix forward, or `provisioner destroy \
-                 --env {}`",
-                deploy.env
-            ),
-        });
+    let refuse = |report: rollout::Report, baked: BakeReport, why: String| {
+        Ok(Ok((
+            BakedDeploy {
+                deploy: report,
+                bake: Some(baked),
+                rollback: None,
+                rollback_refused: Some(why),
+            },
+            Exit::Failed,
+        )))
     };
+    let Some(previous) = report.previous_release.clone() else {
+        let why = format!(
+            "{} ran no release before this one: fix forward, or `provisioner destroy --env {}`",
+            deploy.env, deploy.env
+        );
+        return refuse(report, baked, why);
+    };
+    // The lock was released when the deploy ended: another pipeline may have deployed
+    // since, and rolling that back would revert a release nobody baked.
+    let running = running_release(project, &deploy.env)?;
+    if running.as_deref() != Some(report.release.as_str()) {
+        let why = format!(
+            "{} runs {} by now, not the baked {}: another deploy came in during the bake",
+            deploy.env,
+            running.as_deref().unwrap_or("no recorded release"),
+            report.release
+        );
+        return refuse(report, baked, why);
+    }
     eprintln!(
         "the bake failed ({}); rolling {} back to {previous}",
         failure.describe(),
@@ -290,18 +324,38 @@ pub fn deploy_then_bake(
         Ok(report) => report,
         Err(exit) => return Ok(Err(exit)),
     };
+    // Only a rollback that deployed counts as rolled back; one that failed (or was
+    // itself rolled back) leaves the baked release running.
     let exit = match rolled.result {
         Verdict::Deployed | Verdict::NoChanges => Exit::RolledBack,
-        other => rollout::deploy_exit(other),
+        Verdict::Interrupted => Exit::Interrupted,
+        _ => Exit::Failed,
     };
     Ok(Ok((
         BakedDeploy {
             deploy: report,
             bake: Some(baked),
             rollback: Some(rolled),
+            rollback_refused: None,
         },
         exit,
     )))
+}
+
+/// The release `env_name` runs, from its deployments table.
+fn running_release(project: &Project, env_name: &str) -> Result<Option<String>, Error> {
+    let (_, env) = rollout::locate(project, env_name)?;
+    runtime()?.block_on(async {
+        let clients = AwsClients::connect(&target(&env)).await;
+        let deployments = crate::release::deployments::Deployments::new(
+            clients.dynamodb.clone(),
+            &env.names.bootstrap.deployments_table,
+        );
+        Ok(deployments
+            .state_if_bootstrapped(&env.name)
+            .await?
+            .and_then(|state| state.release))
+    })
 }
 
 /// [`watch`] on a runtime of its own, for the `deploy` command.

@@ -11,8 +11,12 @@
 //! tampered export is named as such) and then against the live tables of the
 //! environment or of another one, naming every source that differs. `data import` loads
 //! an export into another environment's tables (BatchWriteItem, retried until every item
-//! is written); importing twice writes the same items again, so it is idempotent.
-//! Everything streams: memory does not grow with the table.
+//! is written); importing twice writes the same items again, so it is idempotent. Ledger
+//! items still on their way in the exported environment are not imported (the other
+//! environment's reconciler would send them again), and a verify against another
+//! environment compares the ledger's settled items only. Everything streams: memory does
+//! not grow with the table. The checks find damaged or edited files; the manifest itself
+//! is trusted as the bucket's content, as release manifests are.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -153,6 +157,9 @@ pub struct ImportReport {
     pub env: String,
     /// Items written per table (role).
     pub written: BTreeMap<String, u64>,
+    /// Ledger items left out because they were still on their way (accepted, in
+    /// progress, waiting for a retry) in the exported environment.
+    pub skipped: BTreeMap<String, u64>,
 }
 
 fn aws<E>(
@@ -311,6 +318,7 @@ async fn scan(
             .dynamodb
             .scan()
             .table_name(table)
+            .consistent_read(true)
             .set_exclusive_start_key(start)
             .send()
             .await
@@ -326,11 +334,17 @@ async fn scan(
     }
 }
 
-/// Tallies of `table`'s live items, per source.
-async fn live_tallies(clients: &AwsClients, table: &str) -> Result<BTreeMap<String, Tally>, Error> {
+/// Tallies of `table`'s live items that `keep` keeps, per source.
+async fn live_tallies(
+    clients: &AwsClients,
+    table: &str,
+    keep: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> Result<BTreeMap<String, Tally>, Error> {
     let mut per_source: BTreeMap<String, Tally> = BTreeMap::new();
     scan(clients, table, |line, typed| {
-        per_source.entry(source_of(&typed)).or_default().add(&line);
+        if keep(&typed) {
+            per_source.entry(source_of(&typed)).or_default().add(&line);
+        }
         Ok(())
     })
     .await?;
@@ -540,14 +554,54 @@ pub async fn read_manifest(
     Ok(manifest)
 }
 
-/// Downloads one table file of an export, checks its sha256, and calls `each` with every
-/// line (and its typed JSON); returns the file's own tallies.
-async fn read_table(
+/// One exported item: its canonical line and its typed JSON.
+type ExportedItem = (String, BTreeMap<String, Value>);
+
+/// One table file of an export, downloaded and checked (sha256, then its items against
+/// the manifest's counts and checksums). The file lives as long as this value.
+struct CheckedTable {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    /// Tallies per source of the items `compare` keeps (all of them by default).
+    compared: BTreeMap<String, Tally>,
+}
+
+impl CheckedTable {
+    /// The file's items, one typed JSON object per line.
+    fn items(&self) -> Result<impl Iterator<Item = Result<ExportedItem, String>>, Error> {
+        let file = std::fs::File::open(&self.path).map_err(|e| io("read", &self.path, e))?;
+        let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+        Ok(reader.lines().enumerate().map(|(number, line)| {
+            let line = line.map_err(|e| format!("it does not decompress: {e}"))?;
+            let typed: BTreeMap<String, Value> = serde_json::from_str(&line)
+                .map_err(|e| format!("line {} is not an item: {e}", number + 1))?;
+            Ok((line, typed))
+        }))
+    }
+}
+
+/// Ledger states whose items mean the same in any environment. Items still on their way
+/// (accepted, in progress, waiting for a retry) belong to the exported environment's
+/// queue: imported elsewhere, that environment's reconciler would send them again.
+const SETTLED_LEDGER_STATES: [&str; 2] = ["COMPLETED", "FAILED"];
+
+fn settled(role: &str, item: &BTreeMap<String, Value>) -> bool {
+    role != "ledger"
+        || item
+            .get("state")
+            .and_then(|v| v.get("S"))
+            .and_then(Value::as_str)
+            .is_some_and(|state| SETTLED_LEDGER_STATES.contains(&state))
+}
+
+/// Downloads table `role` of an export and checks it; `compare` chooses the items its
+/// `compared` tallies count.
+async fn download_checked(
     clients: &AwsClients,
     manifest: &ExportManifest,
     role: &str,
-    mut each: impl FnMut(&str, &BTreeMap<String, Value>) -> Result<(), Error>,
-) -> Result<(Tally, BTreeMap<String, Tally>), Error> {
+    compare: impl Fn(&BTreeMap<String, Value>) -> bool,
+) -> Result<CheckedTable, Error> {
     let table = manifest.tables.get(role).ok_or_else(|| Error::Other {
         message: format!("export {} has no `{role}` table", manifest.id),
         help: "the export is damaged; take a new one".into(),
@@ -588,23 +642,22 @@ async fn read_table(
             "its file's sha256 is not the manifest's",
         ));
     }
-    let file = std::fs::File::open(&path).map_err(|e| io("read", &path, e))?;
-    let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
+    let mut checked = CheckedTable {
+        _dir: dir,
+        path,
+        compared: BTreeMap::new(),
+    };
     let mut total = Tally::default();
     let mut per_source: BTreeMap<String, Tally> = BTreeMap::new();
-    for (number, line) in reader.lines().enumerate() {
-        let line =
-            line.map_err(|e| tampered(manifest, role, &format!("it does not decompress: {e}")))?;
-        let typed: BTreeMap<String, Value> = serde_json::from_str(&line).map_err(|e| {
-            tampered(
-                manifest,
-                role,
-                &format!("line {} is not an item: {e}", number + 1),
-            )
-        })?;
+    let mut compared: BTreeMap<String, Tally> = BTreeMap::new();
+    for item in checked.items()? {
+        let (line, typed) = item.map_err(|why| tampered(manifest, role, &why))?;
+        let source = source_of(&typed);
         total.add(&line);
-        per_source.entry(source_of(&typed)).or_default().add(&line);
-        each(&line, &typed)?;
+        per_source.entry(source.clone()).or_default().add(&line);
+        if compare(&typed) {
+            compared.entry(source).or_default().add(&line);
+        }
     }
     if total != table.total || per_source != table.per_source {
         return Err(tampered(
@@ -613,7 +666,8 @@ async fn read_table(
             "its items do not add up to the manifest's counts and checksums",
         ));
     }
-    Ok((total, per_source))
+    checked.compared = compared;
+    Ok(checked)
 }
 
 fn tampered(manifest: &ExportManifest, role: &str, why: &str) -> Error {
@@ -626,17 +680,23 @@ fn tampered(manifest: &ExportManifest, role: &str, why: &str) -> Error {
     }
 }
 
-/// Verifies `manifest` against itself and against the live tables of `against`.
+/// Verifies `manifest` against itself and against the live tables of `against`. Against
+/// another environment, the ledger is compared on settled items only (what an import
+/// copies).
 pub async fn verify(
     export_clients: &AwsClients,
     manifest: &ExportManifest,
     live_clients: &AwsClients,
     against: &Environment,
 ) -> Result<VerifyReport, Error> {
+    let elsewhere = against.name != manifest.env;
     let mut sources = Vec::new();
     for role in TABLES {
-        let (_, exported) = read_table(export_clients, manifest, role, |_, _| Ok(())).await?;
-        let live = live_tallies(live_clients, &table_name(against, role)).await?;
+        let keep = |item: &BTreeMap<String, Value>| !elsewhere || settled(role, item);
+        let exported = download_checked(export_clients, manifest, role, keep)
+            .await?
+            .compared;
+        let live = live_tallies(live_clients, &table_name(against, role), keep).await?;
         let names: std::collections::BTreeSet<&String> =
             exported.keys().chain(live.keys()).collect();
         for source in names {
@@ -664,7 +724,8 @@ pub async fn verify(
     })
 }
 
-/// Imports `manifest` into `into`'s tables (checked first, written in batches of 25).
+/// Imports `manifest` into `into`'s tables: each file checked whole first, then written
+/// in batches of 25 as it is read. Ledger items still on their way are skipped.
 pub async fn import(
     export_clients: &AwsClients,
     manifest: &ExportManifest,
@@ -672,13 +733,18 @@ pub async fn import(
     into: &Environment,
 ) -> Result<ImportReport, Error> {
     let mut written = BTreeMap::new();
+    let mut skipped = BTreeMap::new();
     for role in TABLES {
-        // Check the whole file before writing anything from it.
-        read_table(export_clients, manifest, role, |_, _| Ok(())).await?;
+        let checked = download_checked(export_clients, manifest, role, |_| true).await?;
         let table = table_name(into, role);
         let mut batch: Vec<WriteRequest> = Vec::new();
-        let mut pending: Vec<Vec<WriteRequest>> = Vec::new();
-        read_table(export_clients, manifest, role, |line, typed| {
+        let (mut count, mut passed) = (0u64, 0u64);
+        for item in checked.items()? {
+            let (line, typed) = item.map_err(|why| tampered(manifest, role, &why))?;
+            if !settled(role, &typed) {
+                passed += 1;
+                continue;
+            }
             let item = typed
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), from_json(v)?)))
@@ -694,30 +760,27 @@ pub async fn import(
                 .set_item(Some(item))
                 .build()
                 .map_err(|e| Error::Other {
-                    message: format!("invalid item: {e}"),
-                    help: String::new(),
+                    message: format!("invalid item in export {}: {e}", manifest.id),
+                    help: "take a new export".into(),
                 })?;
             batch.push(WriteRequest::builder().put_request(request).build());
             if batch.len() == 25 {
-                pending.push(std::mem::take(&mut batch));
+                count += 25;
+                write_batch(into_clients, &table, std::mem::take(&mut batch)).await?;
             }
-            Ok(())
-        })
-        .await?;
-        if !batch.is_empty() {
-            pending.push(batch);
         }
-        let mut count = 0u64;
-        for requests in pending {
-            count += requests.len() as u64;
-            write_batch(into_clients, &table, requests).await?;
+        if !batch.is_empty() {
+            count += batch.len() as u64;
+            write_batch(into_clients, &table, batch).await?;
         }
         written.insert(role.to_string(), count);
+        skipped.insert(role.to_string(), passed);
     }
     Ok(ImportReport {
         export: manifest.id.clone(),
         env: into.name.clone(),
         written,
+        skipped,
     })
 }
 

@@ -182,10 +182,23 @@ impl Report {
         text.push('\n');
         let outcome = RunOutcome {
             stacks: self.stacks.clone(),
+            interrupted: false,
         };
         text.push_str(&outcome.to_text());
         text.trim_end().to_string()
     }
+}
+
+/// Poll settings whose timeout also covers the rollback monitoring time, during which
+/// CloudFormation keeps each updated stack in UPDATE_IN_PROGRESS.
+fn monitored_poll(
+    mut poll: crate::deploy::PollSettings,
+    monitoring_minutes: u32,
+) -> crate::deploy::PollSettings {
+    poll.timeout = poll.timeout.max(Duration::from_secs(
+        u64::from(monitoring_minutes) * 60 + 30 * 60,
+    ));
+    poll
 }
 
 /// The exit code of a deploy's verdict.
@@ -861,11 +874,15 @@ async fn deploy_locked(
         release: id.to_string(),
         allow_replace: request.allow_replace.clone(),
         confirmation: confirmation(request.yes),
-        poll: poll_settings(&prepared.target),
+        poll: monitored_poll(
+            poll_settings(&prepared.target),
+            prepared.env.settings.alarms.rollback_monitoring_minutes,
+        ),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
         rollback: Some(RollbackTrigger {
-            alarm_name: prepared.env.names.deploy_health_alarm.clone(),
+            alarm_name: (request.kind != Kind::Rollback)
+                .then(|| prepared.env.names.deploy_health_alarm.clone()),
             monitoring_minutes: prepared.env.settings.alarms.rollback_monitoring_minutes,
         }),
         interrupt: Interrupt::process(),
@@ -999,7 +1016,12 @@ async fn plan(
         poll: poll_settings(&prepared.target),
         emulator: prepared.target.endpoint_url.is_some(),
         role_arn: Some(checkout_env.names.bootstrap.execution_role_arn.clone()),
-        rollback: None,
+        // A kept change set is executed later by `deploy --plan`: it carries the
+        // trigger as any deploy's does.
+        rollback: request.keep_change_sets.then(|| RollbackTrigger {
+            alarm_name: Some(prepared.env.names.deploy_health_alarm.clone()),
+            monitoring_minutes: prepared.env.settings.alarms.rollback_monitoring_minutes,
+        }),
         interrupt: Interrupt::default(),
         keep_change_sets: request.keep_change_sets,
         planned: None,

@@ -68,6 +68,19 @@ fn an_export_is_verified_against_live_tables_and_imported_elsewhere_with_parity(
                 .await
                 .expect("put ledger item");
         }
+        // One still waiting for a retry: it belongs to this environment's queue.
+        aws.dynamodb
+            .put_item()
+            .table_name("datasync-local-ledger")
+            .item(
+                "idempotency_key",
+                AttributeValue::S("hris#R-999#1#abc".into()),
+            )
+            .item("state", AttributeValue::S("RETRY".into()))
+            .item("source", AttributeValue::S("hris".into()))
+            .send()
+            .await
+            .expect("put ledger item");
     });
 
     let manifest = ok(&fixture, &["data", "export", "--env", "local"]);
@@ -78,7 +91,7 @@ fn an_export_is_verified_against_live_tables_and_imported_elsewhere_with_parity(
     assert_eq!(records["per_source"]["crm"]["items"], CRM as u64);
     assert_eq!(
         manifest["tables"]["ledger"]["total"]["items"],
-        LEDGER as u64
+        LEDGER as u64 + 1
     );
     assert!(manifest["release"].as_str().is_some(), "{manifest}");
 
@@ -129,6 +142,10 @@ fn an_export_is_verified_against_live_tables_and_imported_elsewhere_with_parity(
         );
         assert_eq!(imported["written"]["records"], (HRIS + CRM) as u64);
         assert_eq!(imported["written"]["ledger"], LEDGER as u64);
+        assert_eq!(
+            imported["skipped"]["ledger"], 1,
+            "the item waiting for a retry stays behind"
+        );
         let parity = ok(
             &fixture,
             &[
@@ -182,6 +199,12 @@ fn an_export_is_verified_against_live_tables_and_imported_elsewhere_with_parity(
         "{}",
         unknown.error()
     );
+    let own = run(
+        &fixture,
+        &["data", "import", "--env", "local", "--export", &id],
+    );
+    assert_eq!(own.exit, Exit::NeedsConfirmation, "{}", own.error());
+    assert!(own.error().contains("--yes"), "{}", own.error());
     let malformed = run(
         &fixture,
         &["data", "import", "--env", "other", "--export", "latest"],

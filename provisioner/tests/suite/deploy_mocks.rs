@@ -895,7 +895,7 @@ fn health_alarm(exists: bool) -> Rule {
 
 fn with_rollback(mut options: EngineOptions) -> EngineOptions {
     options.rollback = Some(RollbackTrigger {
-        alarm_name: HEALTH_ALARM.into(),
+        alarm_name: Some(HEALTH_ALARM.into()),
         monitoring_minutes: 7,
     });
     options
