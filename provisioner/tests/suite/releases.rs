@@ -1511,3 +1511,23 @@ fn recover_acts_under_the_lock_on_record_and_drift_names_what_the_emulator_lacks
         drift.error()
     );
 }
+
+#[test]
+fn bootstrap_creates_the_deploy_role_of_an_environment_with_deploy_from_on_the_emulator() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    let local = fixture.read("environments/local.yaml");
+    fixture.write_env(
+        "local",
+        &format!("{local}\nci:\n  deploy_from: environment:local\n"),
+    );
+    let report = ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    assert_eq!(report["result"], "deployed");
+    // The emulator creates no OIDC provider through CloudFormation, so an emulated
+    // environment's role names the account's provider by ARN and the stack has none.
+    assert_eq!(
+        report["outputs"]["DeployRoleArn"],
+        "arn:aws:iam::123456789012:role/datasync-local-deploy"
+    );
+    assert!(report["outputs"].get("GitHubOidcProviderArn").is_none());
+}
