@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod build;
 pub mod deploy;
 pub mod destroy;
+pub mod doctor;
 pub mod drift;
 pub mod env;
 pub mod history;

@@ -11,6 +11,7 @@ mod config_errors;
 mod deploy_cli;
 mod deploy_mocks;
 mod deploy_moto;
+mod doctor;
 mod drift_mocks;
 mod package_glibc;
 mod package_release;
