@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod config_errors;
+mod config_properties;
 mod deploy_cli;
 mod deploy_mocks;
 mod deploy_moto;
