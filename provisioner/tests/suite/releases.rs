@@ -1531,3 +1531,24 @@ fn bootstrap_creates_the_deploy_role_of_an_environment_with_deploy_from_on_the_e
     );
     assert!(report["outputs"].get("GitHubOidcProviderArn").is_none());
 }
+
+#[test]
+fn bootstrap_refuses_to_drop_the_deploy_role_of_an_environment_sharing_its_account_and_region() {
+    let fixture = crate::common::Fixture::new();
+    fixture.write_env(
+        "dev2",
+        "extends: dev\nci:\n  deploy_from: environment:dev2\n",
+    );
+    let refused = run(&fixture, &["bootstrap", "--env", "dev", "--yes"]);
+    assert_eq!(refused.exit, Exit::Failed);
+    let error = refused.error();
+    assert!(
+        error.contains("shares account 210987654321 and region eu-west-1 with `dev2`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("would remove or replace the other's role"),
+        "{error}"
+    );
+    assert!(error.contains("its own account or region"), "{error}");
+}
