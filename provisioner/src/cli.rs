@@ -86,6 +86,11 @@ pub enum Command {
     /// Send one signed synthetic record through the deployed pipeline, time each hop
     /// (ingest, worker and records table, downstream where observable), and remove it.
     Probe(ProbeArgs),
+    /// Check that the credentials in use can deploy an environment: identity and
+    /// account, region, the bootstrap stack and its outputs, and every permission the
+    /// deploy path needs (IAM policy simulation where the endpoint has it). Exit 1 when
+    /// anything is missing.
+    Doctor(DoctorArgs),
     /// An environment's deployment history: every deploy attempt, promotion and broken
     /// lock, newest first.
     History(HistoryArgs),
@@ -481,6 +486,13 @@ pub struct ProbeArgs {
     /// Give up on a hop after this long.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Environment to check.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
 }
 
 #[derive(Debug, Args)]

@@ -43,6 +43,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Promote(args) => commands::promote::run(&project, &args, format, out),
         Command::Rollback(args) => commands::rollback::run(&project, &args, format, out),
         Command::Probe(args) => commands::probe::run(&project, &args, format, out),
+        Command::Doctor(args) => commands::doctor::run(&project, &args, format, out),
         Command::History(args) => commands::history::run(&project, &args, format, out),
         Command::Unlock(args) => commands::unlock::run(&project, &args, format, out),
         Command::Plan(args) => commands::plan::run(&project, &args, format, out),

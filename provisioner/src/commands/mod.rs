@@ -7,6 +7,7 @@ pub mod data;
 pub mod deploy;
 pub mod destroy;
 pub mod dlq;
+pub mod doctor;
 pub mod drift;
 pub mod env;
 pub mod history;

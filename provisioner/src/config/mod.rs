@@ -2,6 +2,7 @@
 //! check it, and hand out one validated [`Environment`]. Every error names the file,
 //! the key path, what is wrong and the fix.
 
+pub mod ci;
 mod error;
 pub mod layers;
 pub mod model;

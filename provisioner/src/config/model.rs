@@ -38,6 +38,10 @@ pub struct Settings {
     /// Keep tables, queues, keys, buckets and log groups when their stack is deleted
     /// or they are replaced (DeletionPolicy / UpdateReplacePolicy Retain).
     pub retain_stateful_resources: bool,
+    /// How CI deploys this environment (the bootstrap stack's deploy role); without it
+    /// the environment has no deploy role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<super::ci::Ci>,
     /// Extra tags on every resource (`app`, `env` and `stack` are always set).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,

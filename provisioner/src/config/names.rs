@@ -26,6 +26,8 @@ pub struct Names {
     pub signing_secret: String,
     pub signing_parameter: String,
     pub metrics_namespace: String,
+    /// The role CI assumes (through GitHub's OIDC provider) to deploy this environment.
+    pub deploy_role: String,
     /// What the bootstrap stack of this account and region holds (shared by every
     /// environment of the app deployed there).
     pub bootstrap: BootstrapNames,
@@ -92,6 +94,7 @@ impl Names {
             signing_parameter: format!("/{app}/{env}/ingest/signing-secret"),
             bootstrap: BootstrapNames::new(app, account_id, region),
             metrics_namespace: format!("{app}/{env}"),
+            deploy_role: format!("{prefix}-deploy"),
             prefix,
         }
     }
@@ -138,6 +141,7 @@ impl Names {
             limit("Secrets Manager secret name", &self.signing_secret, 512),
             limit("S3 bucket name", &self.bootstrap.artifact_bucket, 63),
             limit("IAM role name", &self.bootstrap.execution_role, 64),
+            limit("IAM role name", &self.deploy_role, 64),
             limit("CloudFormation stack name", &self.bootstrap.stack, 128),
         ];
         for stack in stacks {

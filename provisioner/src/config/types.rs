@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 /// A message with its fix, in the form the loader splits.
-fn invalid(message: impl fmt::Display, help: impl fmt::Display) -> String {
+pub(super) fn invalid(message: impl fmt::Display, help: impl fmt::Display) -> String {
     format!("{message}\nhelp: {help}")
 }
 

@@ -79,8 +79,26 @@ pub fn validate(env: &str, settings: &Settings, stacks: &[&str]) -> Vec<Finding>
     observability(&mut c, settings);
     edge(&mut c, settings);
     tags(&mut c, settings);
+    ci(&mut c, settings);
     names(&mut c, env, settings, stacks);
     c.findings
+}
+
+fn ci(c: &mut Collector, s: &Settings) {
+    let Some(ci) = &s.ci else { return };
+    if let Some(account) = ci.github.oidc_provider.existing_account() {
+        if account != s.account_id.as_str() {
+            c.push(
+                key("ci.github.oidc_provider"),
+                format!(
+                    "the OIDC provider is in account {account}, but this environment deploys \
+                     to account {}",
+                    s.account_id
+                ),
+                "use the ARN of the provider in this environment's account, or `create`",
+            );
+        }
+    }
 }
 
 fn network(c: &mut Collector, s: &Settings) {

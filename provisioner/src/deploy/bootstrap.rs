@@ -36,6 +36,59 @@ pub struct BootstrapReport {
     pub outputs: BTreeMap<String, String>,
 }
 
+/// The bootstrap stack holds the deploy role of the environment it is deployed for
+/// only: refuses when another environment of the same account and region has a deploy
+/// role (`ci.deploy_from`) that this deploy would remove, or would lose its own.
+pub fn shares_no_deploy_role(
+    project: &Project,
+    renderer: &Renderer,
+    env: &crate::config::Environment,
+) -> Result<(), Error> {
+    let has_role = |e: &crate::config::Environment| {
+        e.settings
+            .ci
+            .as_ref()
+            .is_some_and(|ci| ci.deploy_from.is_some())
+    };
+    let mut sharing = Vec::new();
+    for name in crate::config::list(project)? {
+        if name == env.name {
+            continue;
+        }
+        // An environment that does not load cannot be bootstrapped either.
+        let Ok(other) = renderer.load_environment(project, &name) else {
+            continue;
+        };
+        let same_place = other.settings.account_id == env.settings.account_id
+            && other.settings.region == env.settings.region;
+        if same_place && (has_role(&other) || has_role(env)) {
+            sharing.push(name);
+        }
+    }
+    if sharing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Other {
+        message: format!(
+            "environment `{}` shares account {} and region {} with {}, and the bootstrap \
+             stack there holds the CI deploy role of one environment only: bootstrapping \
+             `{}` would remove or replace the other's role",
+            env.name,
+            env.settings.account_id,
+            env.settings.region,
+            sharing
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            env.name
+        ),
+        help: "give each environment with `ci.deploy_from` its own account or region, or \
+               remove `ci.deploy_from` from all but one of them"
+            .to_string(),
+    })
+}
+
 /// Deploys `env_name`'s bootstrap stack. `Err(exit)` when its template fails the checks.
 pub fn run(
     project: &Project,
@@ -49,6 +102,7 @@ pub fn run(
         Ok(prepared) => prepared,
         Err(exit) => return Ok(Err(exit)),
     };
+    shares_no_deploy_role(project, &renderer, &prepared.env)?;
     let stack = &prepared.rendered.bootstrap;
     let spec = StackSpec {
         id: stack.id.clone(),

@@ -1,11 +1,14 @@
 //! The bootstrap stack's typed context: one stack per app, account and region holding
 //! the artifact bucket, the deployments table and the CloudFormation execution role.
 //! Every environment of the app in that account and region shares it, so its context
-//! reads only what they share (app, account, region), never one environment's settings.
+//! reads only what they share (app, account, region), never one environment's settings,
+//! with one exception: the deploy role CI assumes for the environment being
+//! bootstrapped (its `ci:` section), beside the account's GitHub OIDC provider.
 
 use serde::Serialize;
 
 use super::context::Tag;
+use crate::config::ci::{OidcProvider, GITHUB_OIDC_AUDIENCE, GITHUB_OIDC_HOST};
 use crate::config::names::BootstrapNames;
 use crate::config::Environment;
 
@@ -34,6 +37,29 @@ pub struct BootstrapContext {
     pub retention_tag: &'static str,
     pub expirable_value: &'static str,
     pub expirable_after_days: u32,
+    /// The deploy role CI assumes for this environment, when it has `ci.deploy_from`.
+    pub ci: Option<CiContext>,
+}
+
+/// GitHub's OIDC provider and the environment's deploy role.
+#[derive(Debug, Clone, Serialize)]
+pub struct CiContext {
+    pub env: String,
+    /// The stack holds the account's GitHub OIDC provider (`oidc_provider: create`
+    /// outside an emulator, which does not create providers through CloudFormation).
+    pub create_oidc_provider: bool,
+    /// The provider's ARN when it exists already (`oidc_provider: <ARN>`).
+    pub existing_oidc_provider: Option<String>,
+    pub oidc_host: &'static str,
+    pub audience: &'static str,
+    /// The only `sub` claim the trust policy admits.
+    pub subject: String,
+    pub repository: String,
+    pub deploy_role: String,
+    /// `{app}-{env}`: the environment's stacks, alarms and secrets start with it.
+    pub prefix: String,
+    pub signing_secret: String,
+    pub signing_parameter: String,
 }
 
 pub fn context(env: &Environment) -> BootstrapContext {
@@ -57,5 +83,29 @@ pub fn context(env: &Environment) -> BootstrapContext {
         retention_tag: RETENTION_TAG,
         expirable_value: EXPIRABLE,
         expirable_after_days: 30,
+        ci: ci_context(env),
     }
+}
+
+fn ci_context(env: &Environment) -> Option<CiContext> {
+    let ci = env.settings.ci.as_ref()?;
+    let deploy_from = ci.deploy_from.as_ref()?;
+    let github = &ci.github;
+    let emulated = env.settings.endpoint_url.is_some();
+    Some(CiContext {
+        env: env.name.clone(),
+        create_oidc_provider: github.oidc_provider == OidcProvider::Create && !emulated,
+        existing_oidc_provider: match &github.oidc_provider {
+            OidcProvider::Create => None,
+            OidcProvider::Existing(arn) => Some(arn.clone()),
+        },
+        oidc_host: GITHUB_OIDC_HOST,
+        audience: GITHUB_OIDC_AUDIENCE,
+        subject: deploy_from.subject(&github.owner, &github.repo),
+        repository: format!("{}/{}", github.owner, github.repo),
+        deploy_role: env.names.deploy_role.clone(),
+        prefix: env.names.prefix.clone(),
+        signing_secret: env.names.signing_secret.clone(),
+        signing_parameter: env.names.signing_parameter.clone(),
+    })
 }

@@ -352,3 +352,91 @@ fn every_command_the_runbooks_and_the_readme_quote_parses() {
     }
     assert!(checked >= 20, "only {checked} commands found");
 }
+
+/// Every `provisioner ...` command of one workflow file's `run:` steps, with its line:
+/// from `provisioner` to the first redirection, pipe or end of a command substitution.
+fn workflow_commands(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let line = line.strip_prefix("- ").unwrap_or(line);
+        let line = line.strip_prefix("run:").unwrap_or(line).trim();
+        let Some(start) = line.find("provisioner ") else {
+            continue;
+        };
+        // `provisioner` as a command, not inside another word (`cargo build -p provisioner`).
+        let before = &line[..start];
+        if !(before.is_empty() || before.ends_with("$(")) {
+            continue;
+        }
+        let command = &line[start..];
+        let end = command.find(['>', '|', ')', ';']).unwrap_or(command.len());
+        found.push((number + 1, command[..end].trim().to_string()));
+    }
+    found
+}
+
+#[test]
+fn every_command_the_workflows_run_parses_and_the_deploy_steps_answer_in_json() {
+    use clap::Parser as _;
+    let root = common::repo_root();
+    let dir = root.join(".github/workflows");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect(".github/workflows")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    let mut per_file = std::collections::BTreeMap::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let commands = workflow_commands(&text);
+        for (number, command) in &commands {
+            let words = shell_words(command);
+            if let Err(error) = provisioner::cli::Cli::try_parse_from(&words) {
+                panic!(
+                    "{}:{number}: `{command}` does not parse:\n{error}",
+                    file.display()
+                );
+            }
+            assert!(
+                command.contains("--output json"),
+                "{}:{number}: `{command}` must answer with --output json",
+                file.display()
+            );
+        }
+        let name = file
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        per_file.insert(name, commands.len());
+    }
+    assert!(
+        per_file.get("ci.yml").copied().unwrap_or(0) >= 2,
+        "{per_file:?}"
+    );
+    assert!(
+        per_file.get("deploy.yml").copied().unwrap_or(0) >= 10,
+        "{per_file:?}"
+    );
+}
+
+#[test]
+fn workflow_commands_are_found_where_a_step_runs_them_and_nowhere_else() {
+    let text = [
+        "      - run: provisioner probe --env dev --output json > out/probe.json",
+        "          cargo build --release -p provisioner",
+        "          id=$(provisioner env show dev --output json | jq .)",
+    ]
+    .join("\n");
+    let found = workflow_commands(&text);
+    assert_eq!(
+        found,
+        [
+            (1, "provisioner probe --env dev --output json".to_string()),
+            (3, "provisioner env show dev --output json".to_string()),
+        ]
+    );
+}

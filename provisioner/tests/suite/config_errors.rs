@@ -455,3 +455,82 @@ fn a_downstream_burst_smaller_than_the_worker_concurrency() {
         "at least queue.maximum_concurrency",
     );
 }
+
+#[test]
+fn bad_ci_owner_repo_and_deploy_from_name_the_key_and_the_fix() {
+    let issue = one_issue("extends: dev\nci:\n  github:\n    owner: -example\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.github.owner",
+        "`-example` is not a GitHub owner name",
+        "1-39 letters, digits or single hyphens",
+    );
+    let issue = one_issue("extends: dev\nci:\n  github:\n    repo: example-org/datasync\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.github.repo",
+        "`example-org/datasync` is not a GitHub repository name",
+        "without the owner",
+    );
+    let issue = one_issue("extends: dev\nci:\n  deploy_from: prod\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.deploy_from",
+        "does not say whether it is a GitHub environment or a branch",
+        "deploy_from: environment:prod",
+    );
+    let issue = one_issue("extends: dev\nci:\n  deploy_from: \"branch:*\"\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.deploy_from",
+        "`*` is not a usable branch name",
+        "without wildcards",
+    );
+    let issue = one_issue("extends: dev\nci:\n  deploy_from: tag:v1\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.deploy_from",
+        "neither `environment:` nor `branch:`",
+        "branch:main",
+    );
+    let issue = one_issue("extends: dev\nci:\n  github:\n    oidc_provider: exists\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.github.oidc_provider",
+        "neither `create` nor the ARN",
+        "oidc-provider/token.actions.githubusercontent.com",
+    );
+}
+
+#[test]
+fn an_existing_oidc_provider_of_another_account_is_refused() {
+    let issue = one_issue(
+        "extends: dev\nci:\n  github:\n    oidc_provider: \
+         arn:aws:iam::999999999999:oidc-provider/token.actions.githubusercontent.com\n",
+    );
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.github.oidc_provider",
+        "the OIDC provider is in account 999999999999, but this environment deploys to account 210987654321",
+        "in this environment's account",
+    );
+}
+
+#[test]
+fn an_unknown_ci_key_is_refused() {
+    let issue = one_issue("extends: dev\nci:\n  github:\n    branch: main\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.github.branch",
+        "unknown key `branch`",
+        "owner, repo, oidc_provider",
+    );
+}

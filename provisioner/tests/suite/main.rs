@@ -8,11 +8,13 @@ mod common;
 
 mod cli;
 mod config_errors;
+mod config_properties;
 mod data_parity;
 mod dead_letters;
 mod deploy_cli;
 mod deploy_mocks;
 mod deploy_moto;
+mod doctor;
 mod drift_mocks;
 mod package_glibc;
 mod package_release;

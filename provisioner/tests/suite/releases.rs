@@ -1511,3 +1511,44 @@ fn recover_acts_under_the_lock_on_record_and_drift_names_what_the_emulator_lacks
         drift.error()
     );
 }
+
+#[test]
+fn bootstrap_creates_the_deploy_role_of_an_environment_with_deploy_from_on_the_emulator() {
+    let moto = emulator::MotoServer::start().expect("moto starts");
+    let fixture = local_fixture(&moto.endpoint_url());
+    let local = fixture.read("environments/local.yaml");
+    fixture.write_env(
+        "local",
+        &format!("{local}\nci:\n  deploy_from: environment:local\n"),
+    );
+    let report = ok(&fixture, &["bootstrap", "--env", "local", "--yes"]);
+    assert_eq!(report["result"], "deployed");
+    // The emulator creates no OIDC provider through CloudFormation, so an emulated
+    // environment's role names the account's provider by ARN and the stack has none.
+    assert_eq!(
+        report["outputs"]["DeployRoleArn"],
+        "arn:aws:iam::123456789012:role/datasync-local-deploy"
+    );
+    assert!(report["outputs"].get("GitHubOidcProviderArn").is_none());
+}
+
+#[test]
+fn bootstrap_refuses_to_drop_the_deploy_role_of_an_environment_sharing_its_account_and_region() {
+    let fixture = crate::common::Fixture::new();
+    fixture.write_env(
+        "dev2",
+        "extends: dev\nci:\n  deploy_from: environment:dev2\n",
+    );
+    let refused = run(&fixture, &["bootstrap", "--env", "dev", "--yes"]);
+    assert_eq!(refused.exit, Exit::Failed);
+    let error = refused.error();
+    assert!(
+        error.contains("shares account 210987654321 and region eu-west-1 with `dev2`"),
+        "{error}"
+    );
+    assert!(
+        error.contains("would remove or replace the other's role"),
+        "{error}"
+    );
+    assert!(error.contains("its own account or region"), "{error}");
+}

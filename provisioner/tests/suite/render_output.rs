@@ -252,3 +252,85 @@ fn the_alarms_and_the_dashboard_watch_metrics_the_functions_publish() {
         }
     }
 }
+
+/// The statements of the bootstrap stack's deploy role's trust policy.
+fn deploy_role_trust(rendered: &provisioner::render::RenderedEnvironment) -> serde_yaml::Value {
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&rendered.bootstrap.body).expect("bootstrap is YAML");
+    template["Resources"]["DeployRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        .clone()
+}
+
+#[test]
+fn the_prod_deploy_role_admits_only_the_configured_repository_and_environment() {
+    let fixture = Fixture::new();
+    let rendered = render(&fixture, "prod");
+    let statements = deploy_role_trust(&rendered);
+    let statements = statements.as_sequence().expect("a list of statements");
+    assert_eq!(statements.len(), 1, "one way in: {statements:?}");
+    let only = &statements[0];
+    assert_eq!(only["Effect"], "Allow");
+    assert_eq!(only["Action"], "sts:AssumeRoleWithWebIdentity");
+    // Federated by the GitHub provider the stack creates, and nothing else.
+    let principal = only["Principal"].as_mapping().expect("principal");
+    assert_eq!(principal.len(), 1);
+    let federated = serde_yaml::to_string(&only["Principal"]["Federated"]).expect("yaml");
+    assert!(federated.contains("GitHubOidcProvider.Arn"), "{federated}");
+    // Exact matches on audience and subject: no wildcard, no other repository,
+    // no other environment or branch.
+    let condition = only["Condition"].as_mapping().expect("condition");
+    assert_eq!(condition.len(), 1, "only StringEquals: {condition:?}");
+    let equals = only["Condition"]["StringEquals"]
+        .as_mapping()
+        .expect("StringEquals");
+    assert_eq!(equals.len(), 2, "{equals:?}");
+    assert_eq!(
+        only["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"],
+        "repo:example-org/datasync:environment:prod"
+    );
+    assert_eq!(
+        only["Condition"]["StringEquals"]["token.actions.githubusercontent.com:aud"],
+        "sts.amazonaws.com"
+    );
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&rendered.bootstrap.body).expect("bootstrap is YAML");
+    assert_eq!(
+        template["Resources"]["GitHubOidcProvider"]["Properties"]["Url"],
+        "https://token.actions.githubusercontent.com"
+    );
+    assert_eq!(
+        template["Resources"]["DeployRole"]["Properties"]["RoleName"],
+        "datasync-prod-deploy"
+    );
+}
+
+#[test]
+fn a_branch_and_an_existing_provider_change_only_the_subject_and_the_principal() {
+    let fixture = Fixture::new();
+    fixture.write_env(
+        "ci",
+        "extends: dev\nci:\n  github:\n    owner: other-org\n    repo: sync.platform\n    \
+         oidc_provider: arn:aws:iam::210987654321:oidc-provider/token.actions.githubusercontent.com\n  \
+         deploy_from: branch:release/v2\n",
+    );
+    let rendered = render(&fixture, "ci");
+    let statements = deploy_role_trust(&rendered);
+    let only = &statements[0];
+    assert_eq!(
+        only["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"],
+        "repo:other-org/sync.platform:ref:refs/heads/release/v2"
+    );
+    assert_eq!(
+        only["Principal"]["Federated"],
+        "arn:aws:iam::210987654321:oidc-provider/token.actions.githubusercontent.com"
+    );
+    assert!(!rendered.bootstrap.body.contains("AWS::IAM::OIDCProvider"));
+}
+
+#[test]
+fn an_environment_without_deploy_from_has_no_deploy_role() {
+    let fixture = Fixture::new();
+    let rendered = render(&fixture, "local");
+    assert!(!rendered.bootstrap.body.contains("DeployRole"));
+    assert!(!rendered.bootstrap.body.contains("OIDCProvider"));
+}
