@@ -24,6 +24,9 @@ FUNCTION_ENV = {
         "SIGNING_SECRET_NAME": "/datasync/local/ingest/signing-secret",
         "MAX_RECORDS_PER_REQUEST": "500",
         "MAX_BODY_BYTES": "1048576",
+        "LEDGER_TABLE": "datasync-local-ledger",
+        "LEASE_SECONDS": "900",
+        "LEDGER_TTL_DAYS": "30",
     },
     "worker": {
         "RECORDS_TABLE": "datasync-local-records",

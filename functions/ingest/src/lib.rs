@@ -269,12 +269,22 @@ async fn handle(
         ledger::enter_all(&ingest.dynamodb, &ingest.config.ledger_table, entries).await;
     outgoing.retain(|message| !not_queued.contains_key(&message.index));
     let refused_by_queue = queue::send_all(&ingest.sqs, &ingest.config.queue_url, &outgoing).await;
+    // A record sent twice in one request has one entry: it stays if either copy was queued.
+    let queued_keys: std::collections::BTreeSet<&String> = outgoing
+        .iter()
+        .filter(|message| !refused_by_queue.contains_key(&message.index))
+        .filter_map(|message| keys.get(&message.index))
+        .collect();
+    let withdrawn: std::collections::BTreeSet<&String> = refused_by_queue
+        .keys()
+        .filter_map(|index| keys.get(index))
+        .filter(|key| !queued_keys.contains(key))
+        .collect();
     ledger::withdraw_all(
         &ingest.dynamodb,
         &ingest.config.ledger_table,
-        refused_by_queue
-            .keys()
-            .filter_map(|index| keys.get(index))
+        withdrawn
+            .into_iter()
             .map(|key| sync_core::ledger::withdraw(key, &batch_id))
             .collect(),
     )

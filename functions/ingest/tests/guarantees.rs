@@ -319,3 +319,16 @@ async fn a_record_the_ledger_cannot_take_is_not_queued_and_may_be_sent_again() {
     assert_eq!(answer["errors"][0]["retryable"], true);
     assert!(queued(&setup).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_record_the_queue_does_not_take_leaves_no_ledger_entry() {
+    let mut setup = setup().await;
+    setup.ingest.config.queue_url = format!("{}-gone", setup.queue_url);
+    let body = employee("E1", "a@example.com").to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    let answer = body_json(&response);
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["errors"][0]["code"], "not_queued", "{answer}");
+    // The caller was told it was not accepted, so the ledger does not count it either.
+    assert_eq!(ledger_states(&setup).await, Vec::new());
+}

@@ -1,10 +1,14 @@
-//! Worker CPU time per record for the pure part of its work: normalize the source record,
-//! derive the idempotency key, build the ledger claim and the records-table write.
+//! Worker CPU time per record for the pure part of its work on the happy path: normalize
+//! the source record, derive the idempotency key, build the ledger claim and the
+//! records-table write, the push lease's take and give-back, the target's URL and body,
+//! and the ledger completion.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
+use sync_core::downstream::{target_body, target_url};
 use sync_core::envelope::{read_message, QueueMessage, MESSAGE_FORMAT};
-use sync_core::ledger::{claim, ClaimRequest};
+use sync_core::ledger::{claim, complete, ClaimRequest, Outcome};
+use sync_core::push;
 use sync_core::store::record_write;
 use sync_core::Mappings;
 
@@ -43,7 +47,36 @@ fn per_record(mappings: &Mappings, body: &str) -> usize {
         &read.message.correlation_id,
         "2024-05-01T12:00:02Z",
     );
-    claim.values.len() + write.values.len()
+    let take = push::acquire(
+        &write.pk,
+        &write.sk,
+        &read.idempotency_key,
+        "token",
+        1_714_564_800,
+        120,
+    );
+    let url = target_url("http://127.0.0.1:9", &read.record);
+    let target = target_body(&read.record, &read.idempotency_key);
+    let give_back = push::release_pushed(
+        &write.pk,
+        &write.sk,
+        "token",
+        &read.idempotency_key,
+        read.record.source_version,
+    );
+    let done = complete(
+        &read.idempotency_key,
+        "token",
+        Outcome::Synced,
+        1_714_564_802,
+    );
+    claim.values.len()
+        + write.values.len()
+        + take.values.len()
+        + url.len()
+        + target.len()
+        + give_back.values.len()
+        + done.values.len()
 }
 
 fn bench(c: &mut Criterion) {
