@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::cli::{DataExportArgs, DataImportArgs, DataVerifyArgs, OutputFormat};
 use crate::config::Environment;
 use crate::deploy::clients::AwsClients;
-use crate::deploy::setup::{runtime, target};
+use crate::deploy::setup::runtime;
 use crate::error::{Error, Refusal};
 use crate::exit::Exit;
 use crate::ops::data;
@@ -19,10 +19,7 @@ use crate::release::{identity, rollout};
 /// Clients for `env` (with a named profile's credentials when given), its account
 /// checked.
 async fn checked(env: &Environment, profile: Option<&str>) -> Result<AwsClients, Error> {
-    let clients = AwsClients::connect_with_profile(&target(env), profile).await;
-    let caller = identity::caller_identity(&clients.sts).await?;
-    identity::ensure_account(env, &caller)?;
-    Ok(clients)
+    Ok(identity::connect_checked(env, profile).await?.0)
 }
 
 pub fn export(

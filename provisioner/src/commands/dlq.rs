@@ -4,8 +4,7 @@
 use std::io::Write;
 
 use crate::cli::{DlqPeekArgs, OutputFormat, RedriveArgs};
-use crate::deploy::clients::AwsClients;
-use crate::deploy::setup::{runtime, target};
+use crate::deploy::setup::runtime;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::ops::dlq;
@@ -21,9 +20,7 @@ pub fn peek(
 ) -> Result<Exit, Error> {
     let (_, env) = rollout::locate(project, &args.env)?;
     let report = runtime()?.block_on(async {
-        let clients = AwsClients::connect(&target(&env)).await;
-        let caller = identity::caller_identity(&clients.sts).await?;
-        identity::ensure_account(&env, &caller)?;
+        let (clients, _) = identity::connect_checked(&env, None).await?;
         dlq::peek(&clients, &env, usize::from(args.limit), args.show_payload).await
     })?;
     match format {
@@ -41,9 +38,7 @@ pub fn redrive(
 ) -> Result<Exit, Error> {
     let (_, env) = rollout::locate(project, &args.env)?;
     let report = runtime()?.block_on(async {
-        let clients = AwsClients::connect(&target(&env)).await;
-        let caller = identity::caller_identity(&clients.sts).await?;
-        identity::ensure_account(&env, &caller)?;
+        let (clients, _) = identity::connect_checked(&env, None).await?;
         dlq::redrive(&clients, &env, args.limit, args.dry_run).await
     })?;
     match format {

@@ -5,8 +5,7 @@
 use std::io::Write;
 
 use crate::cli::{OutputFormat, ProbeArgs};
-use crate::deploy::clients::AwsClients;
-use crate::deploy::setup::{runtime, target};
+use crate::deploy::setup::runtime;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::ops::probe;
@@ -22,9 +21,7 @@ pub fn run(
 ) -> Result<Exit, Error> {
     let (_, env) = rollout::locate(project, &args.env)?;
     let report = runtime()?.block_on(async {
-        let clients = AwsClients::connect(&target(&env)).await;
-        let caller = identity::caller_identity(&clients.sts).await?;
-        identity::ensure_account(&env, &caller)?;
+        let (clients, _) = identity::connect_checked(&env, None).await?;
         probe::probe(&clients, &env, args.timeout).await
     })?;
     match format {

@@ -4,8 +4,7 @@
 use std::io::Write;
 
 use crate::cli::{OutputFormat, UnlockArgs};
-use crate::deploy::clients::AwsClients;
-use crate::deploy::setup::{runtime, target};
+use crate::deploy::setup::runtime;
 use crate::error::Error;
 use crate::exit::Exit;
 use crate::output::{write_json, write_text};
@@ -29,9 +28,7 @@ pub fn run(
     }
     let (_, env) = rollout::locate(project, &args.env)?;
     let broken = runtime()?.block_on(async {
-        let clients = AwsClients::connect(&target(&env)).await;
-        let caller = identity::caller_identity(&clients.sts).await?;
-        identity::ensure_account(&env, &caller)?;
+        let (clients, caller) = identity::connect_checked(&env, None).await?;
         let deployments = Deployments::new(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,

@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -443,7 +442,15 @@ pub async fn export(
                 message: format!("could not read {}: {e}", path.display()),
                 help: String::new(),
             })?;
-        put(clients, &bucket, &key, body, "application/gzip", &sha256).await?;
+        crate::release::store::put(
+            &clients.s3,
+            &bucket,
+            &key,
+            body,
+            "application/gzip",
+            &sha256,
+        )
+        .await?;
         tables.insert(
             role.to_string(),
             TableExport {
@@ -466,8 +473,8 @@ pub async fn export(
     };
     let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let sha256 = hex::encode(Sha256::digest(&text));
-    put(
-        clients,
+    crate::release::store::put(
+        &clients.s3,
         &bucket,
         &format!("{}/manifest.json", prefix(&env.name, &id)),
         ByteStream::from(text),
@@ -476,29 +483,6 @@ pub async fn export(
     )
     .await?;
     Ok(manifest)
-}
-
-async fn put(
-    clients: &AwsClients,
-    bucket: &str,
-    key: &str,
-    body: ByteStream,
-    content_type: &str,
-    sha256: &str,
-) -> Result<(), Error> {
-    clients
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .server_side_encryption(ServerSideEncryption::AwsKms)
-        .metadata("sha256", sha256)
-        .body(body)
-        .send()
-        .await
-        .map_err(|error| aws(format!("PutObject s3://{bucket}/{key}"), &error))?;
-    Ok(())
 }
 
 /// Reads export `id` of environment `env_name` from `env`'s artifact bucket.

@@ -2,8 +2,7 @@
 //! deployed again through the ordinary path, functions and infrastructure together, and
 //! recorded in the history as a rollback. The stateful guard applies as to any deploy.
 
-use crate::deploy::clients::AwsClients;
-use crate::deploy::setup::{runtime, target};
+use crate::deploy::setup::runtime;
 use crate::error::Error;
 use crate::project::Project;
 use crate::release::deployments::{or_not_bootstrapped, Deployments, EnvState};
@@ -73,9 +72,7 @@ pub fn target_release(
 ) -> Result<ReleaseId, Error> {
     let (_, env) = rollout::locate(project, env_name)?;
     runtime()?.block_on(async {
-        let clients = AwsClients::connect(&target(&env)).await;
-        let caller = identity::caller_identity(&clients.sts).await?;
-        identity::ensure_account(&env, &caller)?;
+        let (clients, _) = identity::connect_checked(&env, None).await?;
         let deployments = Deployments::new(
             clients.dynamodb.clone(),
             &env.names.bootstrap.deployments_table,

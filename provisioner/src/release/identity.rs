@@ -161,6 +161,23 @@ pub fn profile_defined(profile: &str) -> bool {
         || credentials.iter().any(|s| s == profile)
 }
 
+/// Clients for `env` (credentials from the named `profile` when given), after checking
+/// that they are for `env`'s account: what every command that touches an environment
+/// starts with. Returns the caller too.
+pub async fn connect_checked(
+    env: &Environment,
+    profile: Option<&str>,
+) -> Result<(crate::deploy::clients::AwsClients, CallerIdentity), Error> {
+    let clients = crate::deploy::clients::AwsClients::connect_with_profile(
+        &crate::deploy::setup::target(env),
+        profile,
+    )
+    .await;
+    let caller = caller_identity(&clients.sts).await?;
+    ensure_account(env, &caller)?;
+    Ok((clients, caller))
+}
+
 /// Refuses when `identity` is not in `env`'s account.
 pub fn ensure_account(env: &Environment, identity: &CallerIdentity) -> Result<(), Error> {
     let wanted = env.settings.account_id.as_str();

@@ -60,7 +60,9 @@ pub async fn get(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<
     }
 }
 
-async fn put(
+/// Uploads one object, KMS-encrypted (the bucket refuses anything else), its sha256 in
+/// its metadata.
+pub(crate) async fn put(
     client: &Client,
     bucket: &str,
     key: &str,
