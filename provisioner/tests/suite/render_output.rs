@@ -334,3 +334,55 @@ fn an_environment_without_deploy_from_has_no_deploy_role() {
     assert!(!rendered.bootstrap.body.contains("DeployRole"));
     assert!(!rendered.bootstrap.body.contains("OIDCProvider"));
 }
+
+#[test]
+fn every_alarm_links_its_section_of_the_incident_runbook() {
+    let fixture = Fixture::new();
+    let runbook =
+        std::fs::read_to_string(crate::common::repo_root().join("runbooks/incident-response.md"))
+            .expect("runbook");
+    // GitHub's anchors: the heading lowercased, spaces to `-`, other punctuation dropped.
+    let anchors: Vec<String> = runbook
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .map(|heading| {
+            heading
+                .to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .map(|c| if c == ' ' { '-' } else { c })
+                .collect()
+        })
+        .collect();
+    for env in ["local", "dev", "staging", "prod"] {
+        let rendered = render(&fixture, env);
+        let template: serde_yaml::Value =
+            serde_yaml::from_str(body(&rendered, "observability")).expect("template is YAML");
+        let resources = template["Resources"].as_mapping().expect("resources");
+        let mut alarms = 0;
+        for (id, resource) in resources {
+            let kind = resource["Type"].as_str().unwrap_or("");
+            if !kind.starts_with("AWS::CloudWatch::") || kind.ends_with("Dashboard") {
+                continue;
+            }
+            alarms += 1;
+            let description = resource["Properties"]["AlarmDescription"]
+                .as_str()
+                .unwrap_or("");
+            let anchor = description
+                .split("runbooks/incident-response.md#")
+                .nth(1)
+                .map(|rest| {
+                    rest.chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '-')
+                        .collect::<String>()
+                });
+            assert!(
+                anchor.as_ref().is_some_and(|a| anchors.contains(a)),
+                "{env}: {id:?} ({description}) links no section of incident-response.md \
+                 (sections: {anchors:?})"
+            );
+        }
+        assert!(alarms >= 8, "{env}: {alarms} alarms");
+    }
+}
