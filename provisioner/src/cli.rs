@@ -119,6 +119,11 @@ pub enum Command {
     /// the dead-letter queue only once the records queue holds them); counts before and
     /// after. Safe to run twice and while the pipeline runs.
     Redrive(RedriveArgs),
+    /// Send ledger items that ended FAILED (or wait in RETRY) through the pipeline again,
+    /// after fixing the downstream or a mapping: each item taken once (a conditional
+    /// update), its body sent to the records queue. Safe to run twice and while the
+    /// pipeline runs.
+    Replay(ReplayArgs),
     /// An environment's data: `export` the records table and the ledger to the artifact
     /// bucket with per-source counts and checksums, `verify` an export against live
     /// tables (exit 1 naming each source that differs), `import` one into another
@@ -203,6 +208,40 @@ pub struct DlqPeekArgs {
     /// Also show each message's body, personal fields included.
     #[arg(long)]
     pub show_payload: bool,
+}
+
+/// Ledger states `replay` takes items from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayState {
+    /// Ended with a permanent failure (its reason in the ledger).
+    #[value(name = "FAILED")]
+    Failed,
+    /// Waiting for a retry after a retryable failure (held back by its backoff).
+    #[value(name = "RETRY")]
+    Retry,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Environment whose ledger to replay from.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Which items: FAILED or RETRY.
+    #[arg(long, value_enum)]
+    pub state: ReplayState,
+    /// Only items of this source (e.g. hris).
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+    /// Only items last changed since then: an RFC 3339 time (2026-12-01T00:00:00Z) or a
+    /// duration back from now (24h).
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub since: Option<String>,
+    /// Replay at most this many items.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Count what would be replayed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -53,6 +53,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Recover(args) => commands::recover::run(&project, &args, format, out),
         Command::Dlq(DlqCommand::Peek(args)) => commands::dlq::peek(&project, &args, format, out),
         Command::Redrive(args) => commands::dlq::redrive(&project, &args, format, out),
+        Command::Replay(args) => commands::replay::run(&project, &args, format, out),
         Command::Data(DataCommand::Export(args)) => {
             commands::data::export(&project, &args, format, out)
         }

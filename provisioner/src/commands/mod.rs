@@ -19,6 +19,7 @@ pub mod promote;
 pub mod recover;
 pub mod release;
 pub mod render;
+pub mod replay;
 pub mod rollback;
 pub mod status;
 pub mod unlock;

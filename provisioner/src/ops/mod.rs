@@ -13,4 +13,5 @@ pub mod ingest_client;
 pub mod probe;
 pub mod promote;
 pub mod recover;
+pub mod replay;
 pub mod rollback;

@@ -24,4 +24,5 @@ mod recover_mocks;
 mod releases;
 mod render_output;
 mod render_snapshots;
+mod replay_failed;
 mod safety;
