@@ -15,6 +15,31 @@ use crate::releases::{block_on, clients, commit_at, ok, write_zips};
 
 const MESSAGES: usize = 25;
 
+/// Every message of `queue`, with its message attributes, received until two polls in a
+/// row come back empty (each kept invisible, so none is received twice).
+pub(crate) fn drain(sqs: &aws_sdk_sqs::Client, queue: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut all = Vec::new();
+    let mut empty = 0;
+    while empty < 2 {
+        let batch = block_on(
+            sqs.receive_message()
+                .queue_url(queue)
+                .max_number_of_messages(10)
+                .visibility_timeout(300)
+                .message_attribute_names("All")
+                .wait_time_seconds(1)
+                .send(),
+        )
+        .expect("receive");
+        if batch.messages().is_empty() {
+            empty += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        all.extend(batch.messages().iter().cloned());
+    }
+    all
+}
+
 fn envelope(i: usize) -> String {
     json!({
         "format": 1,
@@ -165,34 +190,17 @@ fn dead_letters_are_peeked_without_being_taken_and_redriven_exactly_once() {
 
     // Every body is in the records queue exactly once, with its attributes.
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
-    let mut empty = 0;
-    while empty < 2 {
-        let batch = block_on(
-            sqs.receive_message()
-                .queue_url(&queue)
-                .max_number_of_messages(10)
-                .visibility_timeout(300)
-                .message_attribute_names("All")
-                .wait_time_seconds(1)
-                .send(),
-        )
-        .expect("receive");
-        if batch.messages().is_empty() {
-            empty += 1;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for message in batch.messages() {
-            assert_eq!(
-                message
-                    .message_attributes()
-                    .and_then(|a| a.get("source"))
-                    .and_then(|v| v.string_value()),
-                Some("hris")
-            );
-            *found
-                .entry(message.body().unwrap_or_default().to_string())
-                .or_default() += 1;
-        }
+    for message in drain(&sqs, &queue) {
+        assert_eq!(
+            message
+                .message_attributes()
+                .and_then(|a| a.get("source"))
+                .and_then(|v| v.string_value()),
+            Some("hris")
+        );
+        *found
+            .entry(message.body().unwrap_or_default().to_string())
+            .or_default() += 1;
     }
     assert_eq!(found.len(), MESSAGES);
     assert!(found.values().all(|&n| n == 1), "{found:?}");

@@ -4,11 +4,9 @@
 //! each other (through the one-request-at-a-time proxy) with every item taken once, and
 //! the bad inputs.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 use crate::deploy_cli::local_fixture;
 use crate::releases::{block_on, clients, commit_at, ok, run, write_zips};
@@ -136,32 +134,15 @@ fn failed_records_are_replayed_once_each_and_can_be_claimed_again() {
     .unwrap_or_default()
     .to_string();
     let mut found: BTreeMap<String, usize> = BTreeMap::new();
-    let mut empty = 0;
-    while empty < 2 {
-        let batch = block_on(
-            sqs.receive_message()
-                .queue_url(&queue)
-                .max_number_of_messages(10)
-                .visibility_timeout(300)
-                .message_attribute_names("All")
-                .wait_time_seconds(1)
-                .send(),
-        )
-        .expect("receive");
-        if batch.messages().is_empty() {
-            empty += 1;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        for message in batch.messages() {
-            let attributes = message.message_attributes().expect("attributes");
-            let text = message.body().unwrap_or_default().to_string();
-            assert_eq!(
-                attributes.get("source").and_then(|v| v.string_value()),
-                bodies.get(&text).copied()
-            );
-            assert!(attributes.contains_key("correlation_id"));
-            *found.entry(text).or_default() += 1;
-        }
+    for message in crate::dead_letters::drain(&sqs, &queue) {
+        let attributes = message.message_attributes().expect("attributes");
+        let text = message.body().unwrap_or_default().to_string();
+        assert_eq!(
+            attributes.get("source").and_then(|v| v.string_value()),
+            bodies.get(&text).copied()
+        );
+        assert!(attributes.contains_key("correlation_id"));
+        *found.entry(text).or_default() += 1;
     }
     assert_eq!(found.len(), bodies.len());
     assert!(found.values().all(|&n| n == 1), "{found:?}");
