@@ -101,6 +101,16 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete an environment's stacks, dependents first.
     Destroy(DestroyArgs),
+    /// End an environment in four phases, each behind a measured gate and recorded in
+    /// the history, resumable: 1 stop-traffic (ingest answers 410, the schedule stops;
+    /// gate: no ingest invocation over the quiet window, queue and dead-letter queue
+    /// empty, nothing in flight in the ledger), 2 remove-compute (observability and
+    /// compute stacks), 3 hold (gate: the hold window passed, or --force-window --reason;
+    /// an export taken after traffic stopped verifies against the live tables),
+    /// 4 remove-data (data, messaging, security, network; what deletion policies keep is
+    /// listed, retained tables and queues deleted with --delete-retained). Asks for the
+    /// environment's name typed back (CI: --confirm <env>). Exits 4 while a gate refuses.
+    Decommission(DecommissionArgs),
     /// Detect drift on every stack of an environment (CloudFormation DetectStackDrift):
     /// the resources changed outside CloudFormation, property by property, expected
     /// against actual. Exits 13 when anything drifted.
@@ -557,32 +567,7 @@ pub struct UnlockArgs {
     pub force: bool,
 }
 
-/// `90s`, `10m`, `2h`, `7d` or a number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration: give a number and a unit, e.g. 90s, 10m, 2h or 7d")
-    })?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(format!(
-                "`{other}` is not a duration unit: use s, m, h or d (e.g. 10m)"
-            ))
-        }
-    };
-    number
-        .checked_mul(seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is too long a duration"))
-}
+pub use crate::config::types::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -606,6 +591,39 @@ pub struct StatusArgs {
     /// (CREATE_COMPLETE, UPDATE_COMPLETE, UPDATE_ROLLBACK_COMPLETE or IMPORT_COMPLETE).
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecommissionArgs {
+    /// Environment to decommission.
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// Print every phase and its gates (the next phase's measured now) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The environment's name, typed back ahead of time (for CI, where no terminal asks).
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+    /// End the hold window now instead of at its end (recorded with --reason, caller
+    /// and time in the history).
+    #[arg(long, requires = "reason")]
+    pub force_window: bool,
+    /// Why the hold window is ended early.
+    #[arg(long, value_name = "TEXT", requires = "force_window")]
+    pub reason: Option<String>,
+    /// The export the hold's gate verifies (default: the environment's newest).
+    #[arg(long, value_name = "ID")]
+    pub export: Option<String>,
+    /// After the verified export, also delete the tables and queues that deletion
+    /// policies keep.
+    #[arg(long)]
+    pub delete_retained: bool,
+    /// Stop after this phase (run again without it to go on).
+    #[arg(long, value_enum, value_name = "PHASE")]
+    pub until: Option<crate::ops::decommission::Phase>,
+    /// How long to wait for another command's deploy lock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0s")]
+    pub lock_timeout: Duration,
 }
 
 #[derive(Debug, Args)]

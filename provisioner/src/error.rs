@@ -46,6 +46,8 @@ pub enum Refusal {
     Interrupted,
     NeedsConfirmation,
     Declined,
+    /// The environment is being decommissioned: nothing is deployed to it.
+    Decommissioning,
 }
 
 impl Refusal {
@@ -58,6 +60,7 @@ impl Refusal {
             Self::Interrupted => Exit::Interrupted,
             Self::NeedsConfirmation => Exit::NeedsConfirmation,
             Self::Declined => Exit::Declined,
+            Self::Decommissioning => Exit::Refused,
         }
     }
 
@@ -71,6 +74,7 @@ impl Refusal {
             Self::Interrupted => "interrupted",
             Self::NeedsConfirmation => "needs-confirmation",
             Self::Declined => "declined",
+            Self::Decommissioning => "decommissioning",
         }
     }
 }

@@ -49,6 +49,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<Exit, Error> {
         Command::Plan(args) => commands::plan::run(&project, &args, format, out),
         Command::Status(args) => commands::status::run(&project, &args, format, out),
         Command::Destroy(args) => commands::destroy::run(&project, &args, format, out),
+        Command::Decommission(args) => commands::decommission::run(&project, &args, format, out),
         Command::Drift(args) => commands::drift::run(&project, &args, format, out),
         Command::Recover(args) => commands::recover::run(&project, &args, format, out),
         Command::Dlq(DlqCommand::Peek(args)) => commands::dlq::peek(&project, &args, format, out),

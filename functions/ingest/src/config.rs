@@ -39,6 +39,9 @@ pub struct IngestConfig {
     /// `SIGNING_SECRET_TTL_SECONDS` (default 300): how long the signing keys are used
     /// before the secret is read again (a rotated key is picked up within this time).
     pub secret_ttl_seconds: u64,
+    /// `STOPPED_SINCE` (empty or unset: open): when `provisioner decommission` stopped
+    /// this environment's traffic; every request is then answered 410 `decommissioned`.
+    pub stopped_since: Option<String>,
 }
 
 /// Default of `MAX_RECORDS_PER_REQUEST`.
@@ -95,6 +98,7 @@ impl IngestConfig {
                 300,
                 "a number of seconds",
             )?,
+            stopped_since: Some(env.or("STOPPED_SINCE", "")).filter(|v| !v.is_empty()),
         })
     }
 }
@@ -134,6 +138,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(config.secret_store, SecretStoreKind::SecretsManager);
         assert_eq!(config.lease_seconds, 900);
+        assert_eq!(config.stopped_since, None);
     }
 
     #[test]

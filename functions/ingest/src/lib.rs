@@ -98,6 +98,18 @@ async fn handle(
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
         return response;
     }
+    if let Some(since) = &ingest.config.stopped_since {
+        // Decommissioned: a clear, final answer instead of a timeout; nothing is accepted.
+        return response::error(
+            410,
+            "decommissioned",
+            &format!(
+                "this environment stopped taking records at {since}: it is being decommissioned; \
+                 nothing in this request was accepted; send it to the environment that replaces this one"
+            ),
+            correlation_id,
+        );
+    }
     let Some(mapping) = ingest.mappings.get(&source) else {
         // The caller is not authenticated yet: the answer names no configured source.
         warn!(source = %truncate(&source, 64), "request refused: unknown source");

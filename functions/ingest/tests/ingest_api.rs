@@ -284,3 +284,26 @@ async fn records_that_cannot_be_queued_are_reported_not_accepted() {
         assert_eq!(error["retryable"], true);
     }
 }
+
+#[tokio::test]
+async fn a_decommissioned_environment_answers_410_and_accepts_nothing() {
+    let mut setup = setup().await;
+    setup.ingest.config.stopped_since = Some("2026-12-01T18:00:00.000Z".into());
+    let body = json!({"records": [employee("E1", "a@example.com")]}).to_string();
+    let response = handle_request(&setup.ingest, signed("hris", &body, KEY, NOW), NOW).await;
+    assert_eq!(response.status_code, 410);
+    let answer = body_json(&response);
+    assert_eq!(answer["error"]["code"], "decommissioned");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("2026-12-01T18:00:00.000Z") && message.contains("nothing"),
+        "{message}"
+    );
+    assert!(queued(&setup).await.is_empty(), "nothing may be queued");
+    // A wrong route is still a 404: the answer is about records, not every path.
+    let mut stray = signed("hris", &body, KEY, NOW);
+    stray.raw_path = Some("/elsewhere".into());
+    stray.path_parameters.clear();
+    let response = handle_request(&setup.ingest, stray, NOW).await;
+    assert_eq!(response.status_code, 404);
+}

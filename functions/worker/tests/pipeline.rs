@@ -75,6 +75,7 @@ async fn ingest_on_new_queue(worker: &Worker) -> Ingest {
             metrics_namespace: "datasync/test".into(),
             max_version_ahead_seconds: 300,
             secret_ttl_seconds: 300,
+            stopped_since: None,
         },
     }
 }

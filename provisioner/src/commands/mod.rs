@@ -4,6 +4,7 @@
 pub mod bootstrap;
 pub mod build;
 pub mod data;
+pub mod decommission;
 pub mod deploy;
 pub mod destroy;
 pub mod dlq;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{AccountId, AppName, Cidr, Email, HttpUrl, Region, Schedule};
+use super::types::{AccountId, AppName, Cidr, DurationText, Email, HttpUrl, Region, Schedule};
 
 /// The format version this provisioner reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -38,6 +38,9 @@ pub struct Settings {
     /// Keep tables, queues, keys, buckets and log groups when their stack is deleted
     /// or they are replaced (DeletionPolicy / UpdateReplacePolicy Retain).
     pub retain_stateful_resources: bool,
+    /// How `provisioner decommission` paces the end of the environment.
+    #[serde(default)]
+    pub decommission: Decommission,
     /// How CI deploys this environment (the bootstrap stack's deploy role); without it
     /// the environment has no deploy role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,6 +214,37 @@ pub struct Alarms {
     pub rollback_monitoring_minutes: u32,
     #[serde(default)]
     pub email_subscriptions: Vec<Email>,
+}
+
+/// The measured pauses of a decommission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decommission {
+    /// How long ingest must have seen no request after traffic stopped before compute
+    /// is removed (default 15m).
+    #[serde(default = "default_quiet_window")]
+    pub quiet_window: DurationText,
+    /// How long the data is kept after compute is removed, before it may be deleted
+    /// (default 7d).
+    #[serde(default = "default_hold")]
+    pub hold: DurationText,
+}
+
+impl Default for Decommission {
+    fn default() -> Self {
+        Self {
+            quiet_window: default_quiet_window(),
+            hold: default_hold(),
+        }
+    }
+}
+
+fn default_quiet_window() -> DurationText {
+    DurationText::try_from("15m".to_string()).expect("a valid duration")
+}
+
+fn default_hold() -> DurationText {
+    DurationText::try_from("7d".to_string()).expect("a valid duration")
 }
 
 fn default_rollback_monitoring_minutes() -> u32 {

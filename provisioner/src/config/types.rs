@@ -78,6 +78,50 @@ string_newtype!(
     Email,
     check_email
 );
+string_newtype!(
+    /// A length of time: `90s`, `15m`, `2h`, `7d` (or a number of seconds).
+    DurationText,
+    check_duration
+);
+
+impl DurationText {
+    pub fn duration(&self) -> std::time::Duration {
+        parse_duration(&self.0).unwrap_or_default()
+    }
+}
+
+fn check_duration(value: &str) -> Result<(), String> {
+    parse_duration(value)
+        .map(drop)
+        .map_err(|message| invalid(message, "write a number and a unit, e.g. 15m or 7d"))
+}
+
+/// `90s`, `10m`, `2h`, `7d` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: give a number and a unit, e.g. 90s, 10m, 2h or 7d")
+    })?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "`{other}` is not a duration unit: use s, m, h or d (e.g. 10m)"
+            ))
+        }
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
+}
 
 fn check_account_id(value: &str) -> Result<(), String> {
     if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) {

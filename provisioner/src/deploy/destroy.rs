@@ -18,6 +18,9 @@ use super::{DeployError, PollSettings, StackSpec};
 
 /// Deletion policies that keep a resource (or a snapshot of it) after its stack is gone.
 const KEEPING_POLICIES: &[&str] = &["Retain", "RetainExceptOnCreate", "Snapshot"];
+/// Metadata key of a resource an emulated environment keeps only because the emulator
+/// cannot delete it (it holds no data, so it is not reported as left behind).
+pub const EMULATOR_KEEPS: &str = "provisioner:emulator-keeps";
 
 /// How a destroy runs.
 #[derive(Debug, Clone)]
@@ -192,15 +195,10 @@ pub async fn destroy(
         outcome.message = "declined at the prompt; nothing was deleted".into();
         return Ok(outcome);
     }
-    delete_in_order(
-        clients,
-        specs,
-        &existing,
-        options.poll,
-        progress,
-        &mut outcome,
-    )
-    .await?;
+    let (deleted, failed) =
+        delete_stacks(clients, specs, &existing, options.poll, progress).await?;
+    outcome.deleted = deleted;
+    outcome.failed = failed;
     outcome.result = if outcome.failed.is_empty() {
         DestroyResult::Destroyed
     } else {
@@ -213,14 +211,18 @@ pub async fn destroy(
     Ok(outcome)
 }
 
-async fn delete_in_order(
+/// Deletes the stacks of `specs` that `existing` holds, each once every stack of
+/// `specs` importing from it is gone (stacks outside `specs` are not waited for: the
+/// caller deletes them first). Returns the stacks deleted and those that were not.
+pub async fn delete_stacks(
     clients: &AwsClients,
     specs: &[StackSpec],
     existing: &BTreeMap<String, DeployedStack>,
     poll: PollSettings,
     progress: Arc<Progress>,
-    outcome: &mut DestroyOutcome,
-) -> Result<(), DeployError> {
+) -> Result<(Vec<String>, Vec<FailedDeletion>), DeployError> {
+    let mut deleted = Vec::new();
+    let mut failed = Vec::new();
     let mut remaining: BTreeSet<usize> = (0..specs.len())
         .filter(|&i| existing.contains_key(&specs[i].stack_name))
         .collect();
@@ -267,22 +269,22 @@ async fn delete_in_order(
         match result {
             Ok(()) => {
                 gone.insert(spec.id.clone());
-                outcome.deleted.push(spec.stack_name.clone());
+                deleted.push(spec.stack_name.clone());
             }
             Err(failure) => {
                 stuck.insert(spec.id.clone());
-                outcome.failed.push(failure);
+                failed.push(failure);
             }
         }
     }
     for i in remaining {
-        outcome.failed.push(FailedDeletion {
+        failed.push(FailedDeletion {
             stack_name: specs[i].stack_name.clone(),
             message: "not attempted: a stack that imports from it could not be deleted".into(),
             root_cause: None,
         });
     }
-    Ok(())
+    Ok((deleted, failed))
 }
 
 async fn delete_one(
@@ -314,7 +316,15 @@ async fn delete_one(
         .await
         .map_err(|error| fail(DeployError::aws("DeleteStack", &error).to_string(), None))?;
     let mut watcher = EventWatcher::new(stack_id, Some(token), since);
-    let finished = events::wait_for_terminal(cfn, name, stack_id, &mut watcher, poll, progress)
+    // moto answers DescribeStacks on a deleted stack's id with a 500 when the stack had
+    // outputs (it re-creates their resources to render them); by name, a deleted stack
+    // is simply gone, as on AWS.
+    let describe_as = if clients.config.endpoint_url().is_some() {
+        name
+    } else {
+        stack_id
+    };
+    let finished = events::wait_for_terminal(cfn, name, describe_as, &mut watcher, poll, progress)
         .await
         .map_err(|error| fail(error.to_string(), None))?;
     if finished.status == "DELETE_COMPLETE" {
@@ -338,7 +348,7 @@ async fn delete_one(
 }
 
 /// Resources of a deployed stack whose DeletionPolicy keeps them, with physical ids.
-async fn retained_resources(
+pub async fn retained_resources(
     clients: &AwsClients,
     stack: &DeployedStack,
 ) -> Result<Vec<RetainedResource>, DeployError> {
@@ -395,6 +405,13 @@ pub fn keeping_resources(template: &str) -> Vec<(String, String, String)> {
     resources
         .iter()
         .filter_map(|(id, resource)| {
+            if resource
+                .get("Metadata")
+                .and_then(|m| m.get(EMULATOR_KEEPS))
+                .is_some()
+            {
+                return None;
+            }
             let policy = resource.get("DeletionPolicy")?.as_str()?;
             KEEPING_POLICIES.contains(&policy).then(|| {
                 (

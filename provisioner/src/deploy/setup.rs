@@ -18,6 +18,9 @@ use crate::render::{RenderedEnvironment, Renderer};
 
 /// The template parameter naming the artifact bucket.
 pub const ARTIFACT_BUCKET_PARAMETER: &str = "ArtifactBucket";
+/// The compute stack's parameter saying since when traffic is stopped (empty: never);
+/// every deploy sets it empty, `decommission` sets it when it stops traffic.
+pub const TRAFFIC_STOPPED_PARAMETER: &str = "TrafficStoppedAt";
 
 /// An environment loaded, rendered and checked, with where its clients go.
 pub struct Prepared {

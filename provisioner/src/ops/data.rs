@@ -485,6 +485,39 @@ pub async fn export(
     Ok(manifest)
 }
 
+/// The ids of `env_name`'s exports in `bucket`, oldest first (ids sort by time).
+pub async fn list_exports(
+    clients: &AwsClients,
+    bucket: &str,
+    env_name: &str,
+) -> Result<Vec<String>, Error> {
+    let prefix = format!("exports/{env_name}/");
+    let mut ids = Vec::new();
+    let mut token = None;
+    loop {
+        let page = clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .delimiter("/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|error| aws(format!("ListObjectsV2 s3://{bucket}/{prefix}"), &error))?;
+        ids.extend(page.common_prefixes().iter().filter_map(|p| {
+            let id = p.prefix()?.strip_prefix(&prefix)?.trim_end_matches('/');
+            check_id(id).is_ok().then(|| id.to_string())
+        }));
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 /// Reads export `id` of environment `env_name` from `env`'s artifact bucket.
 pub async fn read_manifest(
     clients: &AwsClients,

@@ -20,6 +20,7 @@ type Item = HashMap<String, AttributeValue>;
 
 const LOCK: &str = "lock";
 const STATE: &str = "state";
+const DECOMMISSION: &str = "decommission";
 const HISTORY: &str = "history#";
 
 /// The current time as RFC 3339 with milliseconds (sortable as text).
@@ -161,6 +162,12 @@ pub struct HistoryEntry {
     pub message: Option<String>,
     /// For a promotion: the environment the release came from.
     pub source_env: Option<String>,
+    /// For a decommission step: its phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// For a decommission step: each gate's measured value and verdict.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<String>,
 }
 
 impl HistoryEntry {
@@ -182,6 +189,8 @@ impl HistoryEntry {
             stacks_changed: Vec::new(),
             message: None,
             source_env: None,
+            phase: None,
+            gates: Vec::new(),
         }
     }
 
@@ -198,6 +207,7 @@ impl HistoryEntry {
             ("ended_at", &self.ended_at),
             ("message", &self.message),
             ("source_env", &self.source_env),
+            ("phase", &self.phase),
         ] {
             if let Some(value) = value {
                 put_s(&mut item, name, value);
@@ -212,6 +222,17 @@ impl HistoryEntry {
                     .collect(),
             ),
         );
+        if !self.gates.is_empty() {
+            item.insert(
+                "gates".into(),
+                AttributeValue::L(
+                    self.gates
+                        .iter()
+                        .map(|s| AttributeValue::S(s.clone()))
+                        .collect(),
+                ),
+            );
+        }
         item
     }
 
@@ -230,6 +251,77 @@ impl HistoryEntry {
             stacks_changed: list(item, "stacks_changed"),
             message: opt_s(item, "message"),
             source_env: opt_s(item, "source_env"),
+            phase: opt_s(item, "phase"),
+            gates: list(item, "gates"),
+        }
+    }
+}
+
+/// How far an environment's decommission has come: one timestamp per step, so every
+/// run resumes where the last one stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DecommissionState {
+    pub started_at: Option<String>,
+    pub started_by: Option<String>,
+    /// The release the environment ran when its decommission began.
+    pub release: Option<String>,
+    /// When ingest was told to refuse records and the schedule was stopped.
+    pub traffic_stopped_at: Option<String>,
+    /// When the stop-traffic gate passed (traffic measured at zero).
+    pub quiet_at: Option<String>,
+    /// When compute and observability were gone: the hold starts here.
+    pub compute_removed_at: Option<String>,
+    /// The earliest time data may be deleted.
+    pub hold_until: Option<String>,
+    /// Set when `--force-window` ended the hold early: who, when and why.
+    pub window_forced: Option<String>,
+    /// The export verified against the live tables, and when.
+    pub export_id: Option<String>,
+    pub export_verified_at: Option<String>,
+    /// When the last stacks were deleted.
+    pub finished_at: Option<String>,
+}
+
+impl DecommissionState {
+    fn fields(&self) -> [(&'static str, &Option<String>); 11] {
+        [
+            ("started_at", &self.started_at),
+            ("started_by", &self.started_by),
+            ("release", &self.release),
+            ("traffic_stopped_at", &self.traffic_stopped_at),
+            ("quiet_at", &self.quiet_at),
+            ("compute_removed_at", &self.compute_removed_at),
+            ("hold_until", &self.hold_until),
+            ("window_forced", &self.window_forced),
+            ("export_id", &self.export_id),
+            ("export_verified_at", &self.export_verified_at),
+            ("finished_at", &self.finished_at),
+        ]
+    }
+
+    fn to_item(&self, env: &str) -> Item {
+        let mut item = key(env, DECOMMISSION);
+        for (name, value) in self.fields() {
+            if let Some(value) = value {
+                put_s(&mut item, name, value);
+            }
+        }
+        item
+    }
+
+    fn from_item(item: &Item) -> Self {
+        Self {
+            started_at: opt_s(item, "started_at"),
+            started_by: opt_s(item, "started_by"),
+            release: opt_s(item, "release"),
+            traffic_stopped_at: opt_s(item, "traffic_stopped_at"),
+            quiet_at: opt_s(item, "quiet_at"),
+            compute_removed_at: opt_s(item, "compute_removed_at"),
+            hold_until: opt_s(item, "hold_until"),
+            window_forced: opt_s(item, "window_forced"),
+            export_id: opt_s(item, "export_id"),
+            export_verified_at: opt_s(item, "export_verified_at"),
+            finished_at: opt_s(item, "finished_at"),
         }
     }
 }
@@ -532,6 +624,57 @@ impl Deployments {
             .map(|item| EnvState::from_item(&item)))
     }
 
+    /// `env`'s state and its decommission record, read together (one consistent
+    /// BatchGetItem): what every deploy checks before it starts.
+    pub async fn state_and_decommission(
+        &self,
+        env: &str,
+    ) -> Result<(Option<EnvState>, Option<DecommissionState>), Error> {
+        let keys = build(
+            aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .keys(key(env, STATE))
+                .keys(key(env, DECOMMISSION))
+                .consistent_read(true)
+                .build(),
+        )?;
+        let mut request = Some(keys);
+        let mut state = None;
+        let mut decommission = None;
+        // Unprocessed keys (throttling) are asked for again.
+        for _ in 0..5 {
+            let Some(keys) = request.take() else { break };
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|error| self.aws("BatchGetItem", &error))?;
+            for item in output
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                match item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                {
+                    Some(STATE) => state = Some(EnvState::from_item(item)),
+                    Some(DECOMMISSION) => decommission = Some(DecommissionState::from_item(item)),
+                    _ => {}
+                }
+            }
+            request = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .filter(|k| !k.keys().is_empty())
+                .cloned();
+        }
+        Ok((state, decommission))
+    }
+
     /// Like [`state`](Self::state), but `Ok(None)` also when the table is missing.
     pub async fn state_if_bootstrapped(&self, env: &str) -> Result<Option<EnvState>, Error> {
         match self.state(env).await {
@@ -677,6 +820,54 @@ impl Deployments {
             .send()
             .await
             .map_err(|error| self.aws("PutItem", &error))?;
+        Ok(())
+    }
+
+    /// `env`'s decommission record, if one was started.
+    pub async fn decommission(&self, env: &str) -> Result<Option<DecommissionState>, Error> {
+        Ok(self
+            .get(env, DECOMMISSION)
+            .await?
+            .map(|item| DecommissionState::from_item(&item)))
+    }
+
+    /// Writes `env`'s decommission record and the history entry of the step that
+    /// advanced it, in one write, while `owner_id` holds the lock.
+    pub async fn record_decommission(
+        &self,
+        env: &str,
+        owner_id: &str,
+        state: &DecommissionState,
+        entry: &HistoryEntry,
+    ) -> Result<(), Error> {
+        let lock_held = build(
+            aws_sdk_dynamodb::types::ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(env, LOCK)))
+                .condition_expression("owner_id = :me")
+                .expression_attribute_values(":me", AttributeValue::S(owner_id.to_string()))
+                .build(),
+        )?;
+        self.client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(lock_held)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(state.to_item(env))?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(self.put(entry.to_item())?)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|error| self.aws("TransactWriteItems (record a decommission step)", &error))?;
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use crate::deploy::progress::Progress;
 use crate::deploy::report::{ConsoleReviewer, RunOutcome, StackOutcome, StackResult, Verdict};
 use crate::deploy::setup::{
     confirmation, poll_settings, prepare_loaded, runtime, stack_specs, target,
-    ARTIFACT_BUCKET_PARAMETER,
+    ARTIFACT_BUCKET_PARAMETER, TRAFFIC_STOPPED_PARAMETER,
 };
 use crate::deploy::stacks;
 use crate::error::{Error, ErrorBody, Refusal};
@@ -333,7 +333,13 @@ pub async fn run_with(
         holder.owner_id.clone(),
     );
 
-    let state = match deployments.state(&request.env).await {
+    let state = match deployments.state_and_decommission(&request.env).await {
+        Ok((state, decommission)) => {
+            refuse_while_decommissioning(&request.env, decommission).map(|()| state)
+        }
+        Err(error) => Err(error),
+    };
+    let state = match state {
         Ok(state) => state.unwrap_or_default(),
         Err(error) => {
             heartbeat.abort();
@@ -661,6 +667,33 @@ pub fn spawn_heartbeat(
     })
 }
 
+/// Refuses any deploy to an environment whose decommission has begun: its traffic is
+/// stopped on purpose, and a deploy would start it again.
+fn refuse_while_decommissioning(
+    env: &str,
+    decommission: Option<crate::release::deployments::DecommissionState>,
+) -> Result<(), Error> {
+    let Some(state) = decommission else {
+        return Ok(());
+    };
+    Err(Error::Refused {
+        refusal: Refusal::Decommissioning,
+        message: format!(
+            "`{env}` is being decommissioned (since {}, by {}{}); nothing is deployed to it",
+            state.started_at.as_deref().unwrap_or("?"),
+            state.started_by.as_deref().unwrap_or("?"),
+            state
+                .traffic_stopped_at
+                .as_deref()
+                .map(|t| format!("; traffic stopped at {t}"))
+                .unwrap_or_default()
+        ),
+        help: format!(
+            "see `provisioner decommission --env {env} --dry-run` and `provisioner history --env {env}`"
+        ),
+    })
+}
+
 /// Refuses a release older than the one the environment runs, unless allowed.
 fn check_order(request: &Request, id: &ReleaseId, state: &EnvState) -> Result<(), Error> {
     if request.allow_downgrade || request.kind == Kind::Rollback {
@@ -931,7 +964,10 @@ async fn specs_and_deployed(
     ),
     Error,
 > {
-    let mut values = BTreeMap::from([(ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.to_string())]);
+    let mut values = BTreeMap::from([
+        (ARTIFACT_BUCKET_PARAMETER.to_string(), bucket.to_string()),
+        (TRAFFIC_STOPPED_PARAMETER.to_string(), String::new()),
+    ]);
     for zip in zips {
         values.insert(code_key_parameter(&zip.function), zip.key.clone());
     }

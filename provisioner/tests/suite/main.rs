@@ -11,6 +11,7 @@ mod config_errors;
 mod config_properties;
 mod data_parity;
 mod dead_letters;
+mod decommission;
 mod deploy_cli;
 mod deploy_mocks;
 mod deploy_moto;

@@ -141,7 +141,7 @@ pub(crate) async fn clients(moto: &emulator::MotoServer, region: &str) -> AwsCli
     .await
 }
 
-async fn lambda(moto: &emulator::MotoServer, region: &str) -> aws_sdk_lambda::Client {
+pub(crate) async fn lambda(moto: &emulator::MotoServer, region: &str) -> aws_sdk_lambda::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(moto.endpoint_url())

@@ -147,7 +147,7 @@ fn every_resource_is_tagged_with_app_env_and_stack() {
 }
 
 #[test]
-fn only_compute_asks_for_parameters_and_they_are_the_code_locations() {
+fn only_compute_asks_for_parameters_the_code_locations_and_the_traffic_stop() {
     let fixture = Fixture::new();
     let dev = render(&fixture, "dev");
     for stack in &dev.stacks {
@@ -158,7 +158,8 @@ fn only_compute_asks_for_parameters_and_they_are_the_code_locations() {
                     "ArtifactBucket",
                     "IngestCodeKey",
                     "WorkerCodeKey",
-                    "ReconcilerCodeKey"
+                    "ReconcilerCodeKey",
+                    "TrafficStoppedAt"
                 ]
             );
         } else {

@@ -97,6 +97,7 @@ pub async fn setup_with(
         metrics_namespace: "datasync/test".into(),
         max_version_ahead_seconds: 300,
         secret_ttl_seconds: 300,
+        stopped_since: None,
     };
     let ingest = Ingest {
         sqs,
