@@ -1,8 +1,11 @@
 //! The whole platform on this machine, end to end: `provisioner up` in the background on
 //! free ports, a few hundred records with duplicates, out-of-order versions, deletes and
 //! invalid ones sent with `provisioner local send` while the downstream target fails for
-//! a while; then the tables, the downstream target and the queues are checked, and
-//! `provisioner local down` must leave no process behind.
+//! a while; then the tables, the downstream target and the queues are checked, the
+//! environment is decommissioned under the running host, and `provisioner local down`
+//! must leave no process behind. A second run puts records in the dead-letter queue and
+//! in FAILED through a failing downstream, and gets them synced with `redrive` and
+//! `replay`. The two runs take turns (each runs a whole platform on this machine).
 
 mod common;
 
@@ -51,16 +54,17 @@ struct Ports {
     downstream: u16,
 }
 
-fn write_environment(fixture: &Fixture, ports: &Ports) {
+fn write_environment(fixture: &Fixture, name: &str, ports: &Ports, max_receive_count: u32) {
     fixture.write_env(
-        "e2e",
+        name,
         &format!(
             "extends: local\n\
              endpoint_url: http://127.0.0.1:{emulator}\n\
              function_host:\n  http_port: {http}\n  downstream_port: {downstream}\n\
              downstream:\n  url: http://127.0.0.1:{downstream}\n  timeout_ms: 1000\n\
              functions:\n  worker:\n    timeout_seconds: 6\n\
-             queue:\n  visibility_timeout_seconds: 36\n  max_receive_count: 10\n",
+             queue:\n  visibility_timeout_seconds: 36\n  max_receive_count: {max_receive_count}\n\
+             decommission:\n  quiet_window: 0s\n  hold: 1h\n",
             emulator = ports.emulator,
             http = ports.http,
             downstream = ports.downstream,
@@ -148,6 +152,10 @@ fn feeds() -> Feeds {
 }
 
 fn send(root: &Path, dir: &Path, name: &str, records: &[Value]) -> Value {
+    send_to(root, "e2e", dir, name, records)
+}
+
+fn send_to(root: &Path, env: &str, dir: &Path, name: &str, records: &[Value]) -> Value {
     let file = dir.join(format!("hris-{name}.json"));
     std::fs::write(
         &file,
@@ -158,7 +166,7 @@ fn send(root: &Path, dir: &Path, name: &str, records: &[Value]) -> Value {
         .arg("--root")
         .arg(root)
         .args([
-            "--output", "json", "local", "send", "--env", "e2e", "--batch", "50",
+            "--output", "json", "local", "send", "--env", env, "--batch", "50",
         ])
         .arg(&file)
         .output()
@@ -306,20 +314,69 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
 }
 
 /// Runs `provisioner local down` when dropped, so a failing test leaves nothing running.
-struct Down(PathBuf);
+struct Down(PathBuf, &'static str);
 
 impl Drop for Down {
     fn drop(&mut self) {
         let _ = provisioner()
             .arg("--root")
             .arg(&self.0)
-            .args(["local", "down", "--env", "e2e"])
+            .args(["local", "down", "--env", self.1])
             .output();
     }
 }
 
+/// One platform (and one build of the functions) at a time on this machine.
+static ONE_PLATFORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The host's log (`up`'s stderr), as far as it has come.
+type HostLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+fn log_text(log: &HostLog) -> String {
+    log.lock().map(|lines| lines.join("\n")).unwrap_or_default()
+}
+
+/// `provisioner up --env <env>` in the background, once it says it is up; with its
+/// stderr (the host's log) collected as it comes.
+fn start_up(root: &Path, env: &str, artifacts: &Path) -> (std::process::Child, HostLog) {
+    let mut up = provisioner()
+        .arg("--root")
+        .arg(root)
+        .args(["up", "--env", env, "--no-build", "--artifacts"])
+        .arg(artifacts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("up starts");
+    let stdout = BufReader::new(up.stdout.take().expect("stdout"));
+    let stderr = up.stderr.take().expect("stderr");
+    let host_log = HostLog::default();
+    let collected = host_log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut lines) = collected.lock() {
+                lines.push(line);
+            }
+        }
+    });
+    let mut lines = stdout.lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|line| line.contains("environment is up"));
+    if !ready {
+        let _ = up.kill();
+        let _ = up.wait();
+        std::thread::sleep(Duration::from_millis(200));
+        panic!("up stopped before it was ready: {}", log_text(&host_log));
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (up, host_log)
+}
+
 #[test]
 fn the_local_platform_syncs_a_feed_end_to_end() {
+    let _one = ONE_PLATFORM.lock().unwrap_or_else(|e| e.into_inner());
     let artifacts = built_functions();
     let fixture = Fixture::new();
     let root = fixture.root().to_path_buf();
@@ -328,38 +385,11 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         http: free_port(),
         downstream: free_port(),
     };
-    write_environment(&fixture, &ports);
+    write_environment(&fixture, "e2e", &ports, 10);
     fixture.commit();
     // Whatever happens below, stop what `up` started.
-    let _down = Down(root.clone());
-
-    let mut up = provisioner()
-        .arg("--root")
-        .arg(&root)
-        .args(["up", "--env", "e2e", "--no-build", "--artifacts"])
-        .arg(&artifacts)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("up starts");
-    let stdout = BufReader::new(up.stdout.take().expect("stdout"));
-    let stderr = up.stderr.take().expect("stderr");
-    let host_log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    let mut lines = stdout.lines();
-    let ready = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|line| line.contains("environment is up"));
-    assert!(ready, "up stopped before it was ready: {:?}", {
-        let _ = up.kill();
-        host_log.join()
-    });
-    std::thread::spawn(move || lines.for_each(drop));
+    let _down = Down(root.clone(), "e2e");
+    let (mut up, host_log) = start_up(&root, "e2e", &artifacts);
 
     // A second `up` while this one runs says so.
     let second = provisioner()
@@ -548,6 +578,88 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         }
     }
 
+    // Decommission while `up` runs: the host follows the compute stack. Once traffic is
+    // stopped, ingest (restarted from the new configuration) answers senders 410.
+    let decommission = |until: &str| {
+        provisioner()
+            .arg("--root")
+            .arg(&root)
+            .args([
+                "--output",
+                "json",
+                "decommission",
+                "--env",
+                "e2e",
+                "--confirm",
+                "e2e",
+                "--until",
+                until,
+            ])
+            .output()
+            .expect("decommission runs")
+    };
+    let stopped = decommission("stop-traffic");
+    assert!(
+        stopped.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&stopped.stdout),
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let feed = sent_dir.path().join("hris-after-stop.json");
+    std::fs::write(
+        &feed,
+        serde_json::to_string(&json!({ "records": [employee(90_001, 20, "Finance")] }))
+            .expect("JSON"),
+    )
+    .expect("write feed");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let output = provisioner()
+            .arg("--root")
+            .arg(&root)
+            .args(["--output", "json", "local", "send", "--env", "e2e"])
+            .arg(&feed)
+            .output()
+            .expect("local send runs");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if said.contains("decommissioned") {
+            break said;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest never answered 410 after traffic stopped: {said}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(refused.contains("410"), "{refused}");
+    assert!(
+        !emulator
+            .scan("datasync-e2e-ledger")
+            .iter()
+            .any(|item| text(item, "external_id") == "E-90001"),
+        "nothing sent after the stop is accepted"
+    );
+    // Compute removed: the host stops the functions and closes the route.
+    let removed = decommission("remove-compute");
+    assert!(
+        removed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&removed.stdout),
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_mentioning("functions/ingest-").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "ingest still runs without its stack"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // `local down` stops what `up` started and leaves no process behind.
     let down = provisioner()
         .arg("--root")
@@ -564,5 +676,168 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         "http://127.0.0.1:{}",
         ports.emulator
     )));
-    drop(host_log);
+    std::thread::sleep(Duration::from_millis(200));
+    let host_log = log_text(&host_log);
+    assert!(
+        host_log.contains("functions restarted from what is deployed (traffic stopped at"),
+        "{host_log}"
+    );
+    assert!(host_log.contains("the compute stack is gone"), "{host_log}");
+}
+
+#[test]
+fn dead_letters_and_failed_records_are_synced_again_with_redrive_and_replay() {
+    let _one = ONE_PLATFORM.lock().unwrap_or_else(|e| e.into_inner());
+    let artifacts = built_functions();
+    let fixture = Fixture::new();
+    let root = fixture.root().to_path_buf();
+    let ports = Ports {
+        emulator: free_port(),
+        http: free_port(),
+        downstream: free_port(),
+    };
+    // One failed delivery dead-letters a message (it comes back after the worker's
+    // 30 s backoff, its second receive moves it).
+    write_environment(&fixture, "ops", &ports, 1);
+    fixture.commit();
+    let _down = Down(root.clone(), "ops");
+    let (mut up, host_log) = start_up(&root, "ops", &artifacts);
+    let emulator = Emulator::connect(ports.emulator);
+    let downstream = format!("http://127.0.0.1:{}", ports.downstream);
+    let run = |args: &[&str]| -> Value {
+        let output = provisioner()
+            .arg("--root")
+            .arg(&root)
+            .args(["--output", "json"])
+            .args(args)
+            .output()
+            .expect("provisioner runs");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("one JSON document")
+    };
+    let ledger_state = |id: &str| -> Option<String> {
+        emulator
+            .scan("datasync-ops-ledger")
+            .iter()
+            .find(|item| text(item, "external_id") == id)
+            .map(|item| text(item, "state"))
+    };
+    let delivered = |id: &str| -> bool {
+        let received: Value =
+            serde_json::from_str(&http("GET", &format!("{downstream}/_control/received"), ""))
+                .unwrap_or_default();
+        received["latest"].get(format!("hris:{id}")).is_some()
+    };
+    let wait_for = |what: &str, limit: u64, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(limit);
+        while !done() {
+            if Instant::now() > deadline {
+                let ledger: Vec<String> = emulator
+                    .scan("datasync-ops-ledger")
+                    .iter()
+                    .map(|item| {
+                        format!(
+                            "{} {} {}",
+                            text(item, "external_id"),
+                            text(item, "state"),
+                            text(item, "reason")
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; ledger: {ledger:?}; host log:\n{}",
+                    log_text(&host_log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let sent = tempfile::tempdir().expect("temp dir");
+
+    // The downstream refuses one record for good (422): the ledger marks it FAILED.
+    http(
+        "POST",
+        &format!("{downstream}/_control/fail"),
+        r#"{"status":422,"count":1}"#,
+    );
+    send_to(
+        &root,
+        "ops",
+        sent.path(),
+        "refused",
+        &[employee(70_001, 3, "Legal")],
+    );
+    wait_for("the refused record to be FAILED", 60, &|| {
+        ledger_state("E-70001").as_deref() == Some("FAILED")
+    });
+    // The downstream is down (503 until recovered): the next record is dead-lettered.
+    http(
+        "POST",
+        &format!("{downstream}/_control/fail"),
+        r#"{"status":503}"#,
+    );
+    send_to(
+        &root,
+        "ops",
+        sent.path(),
+        "unavailable",
+        &[employee(70_002, 3, "Legal")],
+    );
+    wait_for("the record to be dead-lettered", 150, &|| {
+        emulator.queue_depth(ports.emulator, "datasync-ops-records-dlq") == (1, 0)
+    });
+    let peeked = run(&["dlq", "peek", "--env", "ops"]);
+    let messages = peeked["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 1, "{peeked}");
+    assert_eq!(messages[0]["record_id"], "E-70002", "{peeked}");
+    assert!(
+        messages[0].get("payload").is_none(),
+        "no payload unless asked"
+    );
+
+    // The downstream is fixed: redrive and replay get both records synced.
+    http("POST", &format!("{downstream}/_control/recover"), "");
+    let redriven = run(&["redrive", "--env", "ops"]);
+    assert_eq!(redriven["moved"], 1, "{redriven}");
+    assert_eq!(
+        redriven["before"]["dead_letter_queue"]["waiting"], 1,
+        "{redriven}"
+    );
+    assert_eq!(
+        redriven["after"]["dead_letter_queue"]["waiting"], 0,
+        "{redriven}"
+    );
+    wait_for("the redriven record downstream", 120, &|| {
+        delivered("E-70002")
+    });
+    let replayed = run(&["replay", "--env", "ops", "--state", "FAILED"]);
+    assert_eq!(replayed["replayed"]["hris"], 1, "{replayed}");
+    wait_for("the replayed record downstream", 120, &|| {
+        delivered("E-70001")
+    });
+    wait_for("both records COMPLETED", 60, &|| {
+        ledger_state("E-70001").as_deref() == Some("COMPLETED")
+            && ledger_state("E-70002").as_deref() == Some("COMPLETED")
+    });
+    // Both safe to run again: nothing left to move or replay.
+    assert_eq!(run(&["redrive", "--env", "ops"])["moved"], 0);
+    let again = run(&["replay", "--env", "ops", "--state", "FAILED"]);
+    assert!(
+        again["replayed"].as_object().is_none_or(|r| r.is_empty()),
+        "{again}"
+    );
+
+    let down = provisioner()
+        .arg("--root")
+        .arg(&root)
+        .args(["local", "down", "--env", "ops"])
+        .output()
+        .expect("down runs");
+    assert!(down.status.success());
+    let _ = up.wait();
 }

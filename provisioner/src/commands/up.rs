@@ -116,7 +116,7 @@ pub fn run(
             build_dir: super::build::resolve(project, &args.artifacts),
             work_dir: dir.join("functions"),
         };
-        let host = Host::start(&env, &options).await?;
+        let mut host = Host::start(&env, &options).await?;
         state.host = Some(Started {
             pid: std::process::id(),
             marker: "provisioner".into(),
@@ -125,7 +125,11 @@ pub fn run(
         });
         state.save(&dir)?;
         print_where_things_are(&env, &host, format, out)?;
-        wait_for_stop_signal().await;
+        // A deploy or a decommission step changes what runs: the host follows it.
+        tokio::select! {
+            _ = wait_for_stop_signal() => {}
+            result = host.follow() => result?,
+        }
         eprintln!("Stopping the function host...");
         host.shutdown(Duration::from_secs(10)).await;
         let mut state = LocalState::load(&dir);

@@ -385,6 +385,16 @@ fn edge(c: &mut Collector, s: &Settings) {
         "request body size (bytes)",
     );
     let d = &s.downstream;
+    if s.endpoint_url.is_none() && !d.url.as_str().starts_with("https://") {
+        c.push(
+            key("downstream.url"),
+            format!(
+                "{} is not https: records (personal data) would cross the network in clear text, and the worker's credentials with them",
+                d.url
+            ),
+            "use the target's https:// address (plain http is accepted only for emulated environments, which have endpoint_url)",
+        );
+    }
     if d.rate_limit_per_second == 0 {
         c.push(
             key("downstream.rate_limit_per_second"),

@@ -86,6 +86,8 @@ pub struct ScheduleSource {
     pub rule_arn: String,
     pub expression: String,
     pub every: Duration,
+    /// The rule is enabled (`decommission` disables it when it stops traffic).
+    pub enabled: bool,
 }
 
 /// Everything the function host needs from the deployment.
@@ -106,6 +108,56 @@ fn aws<E: std::fmt::Display>(action: &str) -> impl FnOnce(E) -> LocalError + '_ 
         action: action.to_string(),
         message: error.to_string(),
     }
+}
+
+/// What identifies one deployment of the compute stack: its status and parameters (code
+/// keys, the traffic stop), or `None` while the stack does not exist. A deploy or a
+/// decommission step changes it; the host restarts its functions when it does.
+pub async fn compute_fingerprint(
+    clients: &EmulatorClients,
+    env: &Environment,
+) -> Result<Option<String>, LocalError> {
+    let name = env.names.stack("compute");
+    let output = match clients
+        .cloudformation
+        .describe_stacks()
+        .stack_name(&name)
+        .send()
+        .await
+    {
+        Ok(output) => output,
+        Err(error)
+            if aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&error)
+                .is_some_and(|m| m.contains("does not exist")) =>
+        {
+            return Ok(None)
+        }
+        Err(error) => {
+            return Err(aws("DescribeStacks")(
+                aws_smithy_types::error::display::DisplayErrorContext(error),
+            ))
+        }
+    };
+    let Some(stack) = output.stacks().first() else {
+        return Ok(None);
+    };
+    let mut parameters: Vec<String> = stack
+        .parameters()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}",
+                p.parameter_key().unwrap_or_default(),
+                p.parameter_value().unwrap_or_default()
+            )
+        })
+        .collect();
+    parameters.sort();
+    Ok(Some(format!(
+        "{} {}",
+        stack.stack_status().map(|s| s.as_str()).unwrap_or_default(),
+        parameters.join(" ")
+    )))
 }
 
 /// Reads the deployment of `env` back from the emulator.
@@ -270,6 +322,7 @@ async fn schedule_source(
         rule_arn: rule.arn().unwrap_or_default().to_string(),
         expression,
         every,
+        enabled: rule.state().is_none_or(|s| s.as_str() != "DISABLED"),
     })
 }
 

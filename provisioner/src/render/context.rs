@@ -123,7 +123,30 @@ pub struct MessagingContext {
     pub max_receive_count: u32,
     /// The dead-letter queue keeps messages the longest SQS allows: 14 days.
     pub dlq_retention_seconds: u32,
-    pub email_subscriptions: Vec<String>,
+    pub email_subscriptions: Vec<EmailSubscription>,
+}
+
+/// How long the dead-letter queue keeps a message (the SQS maximum, 14 days).
+pub const DLQ_RETENTION_SECONDS: u32 = 1_209_600;
+
+/// One e-mail subscription of the alarm topic, with a logical id derived from the
+/// address: adding or removing one address never replaces the others' subscriptions.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmailSubscription {
+    pub address: String,
+    /// `AlarmEmail<first 12 hex digits of the sha256 of the lowercased address>`.
+    pub logical: String,
+}
+
+impl EmailSubscription {
+    pub fn of(address: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(Sha256::digest(address.to_ascii_lowercase().as_bytes()));
+        Self {
+            address: address.to_string(),
+            logical: format!("AlarmEmail{}", &digest[..12]),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +178,9 @@ pub struct ObservabilityContext {
     pub functions: Vec<FunctionContext>,
     pub period_seconds: u32,
     pub dlq_depth: u32,
+    /// Alarm when the oldest dead-lettered record is this old: half the dead-letter
+    /// queue's retention, so it is seen well before SQS drops it.
+    pub dlq_oldest_age_seconds: u32,
     pub oldest_message_age_seconds: u32,
     pub function_errors: u32,
     pub function_throttles: u32,
@@ -318,12 +344,12 @@ pub fn build(
             visibility_timeout_seconds: s.queue.visibility_timeout_seconds,
             message_retention_seconds: s.queue.message_retention_seconds,
             max_receive_count: s.queue.max_receive_count,
-            dlq_retention_seconds: 1_209_600,
+            dlq_retention_seconds: DLQ_RETENTION_SECONDS,
             email_subscriptions: s
                 .alarms
                 .email_subscriptions
                 .iter()
-                .map(|e| e.to_string())
+                .map(|e| EmailSubscription::of(e.as_str()))
                 .collect(),
         }),
         "security" => StackContext::Security(SecurityContext {
@@ -366,6 +392,7 @@ pub fn build(
             ),
             period_seconds: s.alarms.period_seconds,
             dlq_depth: s.alarms.dlq_depth,
+            dlq_oldest_age_seconds: DLQ_RETENTION_SECONDS / 2,
             oldest_message_age_seconds: s.alarms.oldest_message_age_seconds,
             function_errors: s.alarms.function_errors,
             function_throttles: s.alarms.function_throttles,

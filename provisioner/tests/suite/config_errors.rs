@@ -457,6 +457,31 @@ fn a_downstream_burst_smaller_than_the_worker_concurrency() {
 }
 
 #[test]
+fn a_real_environment_needs_an_https_downstream() {
+    let issue =
+        one_issue("extends: dev\ndownstream:\n  url: http://sync-target.dev.example.com/api\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "downstream.url",
+        "is not https",
+        "plain http is accepted only for emulated environments",
+    );
+}
+
+#[test]
+fn decommission_pauses_must_be_durations() {
+    let issue = one_issue("extends: dev\ndecommission:\n  hold: a week\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "decommission.hold",
+        "is not a duration",
+        "e.g. 15m or 7d",
+    );
+}
+
+#[test]
 fn bad_ci_owner_repo_and_deploy_from_name_the_key_and_the_fix() {
     let issue = one_issue("extends: dev\nci:\n  github:\n    owner: -example\n");
     assert_issue(

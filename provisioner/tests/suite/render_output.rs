@@ -387,3 +387,42 @@ fn every_alarm_links_its_section_of_the_incident_runbook() {
         assert!(alarms >= 8, "{env}: {alarms} alarms");
     }
 }
+
+#[test]
+fn an_email_subscription_keeps_its_logical_id_when_another_is_removed() {
+    let fixture = Fixture::new();
+    let subscriptions = |rendered: &provisioner::render::RenderedEnvironment| {
+        let template: serde_yaml::Value =
+            serde_yaml::from_str(body(rendered, "messaging")).expect("YAML");
+        template["Resources"]
+            .as_mapping()
+            .expect("resources")
+            .iter()
+            .filter(|(_, r)| r["Type"] == "AWS::SNS::Subscription")
+            .map(|(id, r)| {
+                (
+                    r["Properties"]["Endpoint"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    id.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    fixture.write_env(
+        "test",
+        "extends: dev\nalarms:\n  email_subscriptions: [oncall@example.com, platform@example.com]\n",
+    );
+    let both = subscriptions(&render(&fixture, "test"));
+    fixture.write_env(
+        "test",
+        "extends: dev\nalarms:\n  email_subscriptions: [platform@example.com]\n",
+    );
+    let one = subscriptions(&render(&fixture, "test"));
+    assert_eq!(both.len(), 2, "{both:?}");
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(one["platform@example.com"], both["platform@example.com"]);
+    assert_ne!(both["oncall@example.com"], both["platform@example.com"]);
+    assert!(one["platform@example.com"].starts_with("AlarmEmail"));
+}
