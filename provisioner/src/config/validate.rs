@@ -196,6 +196,22 @@ fn functions(c: &mut Collector, s: &Settings) {
             TIMEOUT_SECONDS,
             "Lambda timeout (seconds)",
         );
+        match function.reserved_concurrency {
+            Some(0) => c.push(
+                at.clone().key("reserved_concurrency"),
+                format!("a reserved concurrency of 0 stops `{name}` from ever running"),
+                "set at least 1 (or remove the key to use the account's unreserved pool)",
+            ),
+            Some(reserved) if name == "worker" && reserved < s.queue.maximum_concurrency => c.push(
+                at.clone().key("reserved_concurrency"),
+                format!(
+                    "{reserved} is below the queue event source's maximum concurrency ({}): the event source would be throttled by Lambda instead of limiting itself",
+                    s.queue.maximum_concurrency
+                ),
+                "raise functions.worker.reserved_concurrency to at least queue.maximum_concurrency, or lower queue.maximum_concurrency",
+            ),
+            _ => {}
+        }
         if function.schedule.is_some() && name != "reconciler" {
             c.push(
                 at.clone().key("schedule"),

@@ -457,6 +457,26 @@ fn a_downstream_burst_smaller_than_the_worker_concurrency() {
 }
 
 #[test]
+fn the_workers_reserved_concurrency_covers_the_event_sources_maximum() {
+    let issue = one_issue("extends: dev\nfunctions:\n  worker:\n    reserved_concurrency: 3\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "functions.worker.reserved_concurrency",
+        "below the queue event source's maximum concurrency (5)",
+        "at least queue.maximum_concurrency",
+    );
+    let issue = one_issue("extends: dev\nfunctions:\n  ingest:\n    reserved_concurrency: 0\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "functions.ingest.reserved_concurrency",
+        "stops `ingest` from ever running",
+        "set at least 1",
+    );
+}
+
+#[test]
 fn a_real_environment_needs_an_https_downstream() {
     let issue =
         one_issue("extends: dev\ndownstream:\n  url: http://sync-target.dev.example.com/api\n");
