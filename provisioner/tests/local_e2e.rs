@@ -374,22 +374,55 @@ fn start_up(root: &Path, env: &str, artifacts: &Path) -> (std::process::Child, H
     (up, host_log)
 }
 
+/// One environment of a fixture, run with `up` on free ports: taken in turns, and
+/// stopped (`local down`) whatever happens.
+struct Platform {
+    root: PathBuf,
+    ports: Ports,
+    artifacts: PathBuf,
+    up: std::process::Child,
+    host_log: HostLog,
+    // Dropped in this order: `local down` runs while the fixture still exists and
+    // before the next platform may start.
+    _down: Down,
+    _fixture: Fixture,
+    _one: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Platform {
+    fn start(env: &'static str, max_receive_count: u32) -> Self {
+        let one = ONE_PLATFORM.lock().unwrap_or_else(|e| e.into_inner());
+        let artifacts = built_functions();
+        let fixture = Fixture::new();
+        let root = fixture.root().to_path_buf();
+        let ports = Ports {
+            emulator: free_port(),
+            http: free_port(),
+            downstream: free_port(),
+        };
+        write_environment(&fixture, env, &ports, max_receive_count);
+        fixture.commit();
+        let down = Down(root.clone(), env);
+        let (up, host_log) = start_up(&root, env, &artifacts);
+        Self {
+            root,
+            ports,
+            artifacts,
+            up,
+            host_log,
+            _down: down,
+            _fixture: fixture,
+            _one: one,
+        }
+    }
+}
+
 #[test]
 fn the_local_platform_syncs_a_feed_end_to_end() {
-    let _one = ONE_PLATFORM.lock().unwrap_or_else(|e| e.into_inner());
-    let artifacts = built_functions();
-    let fixture = Fixture::new();
-    let root = fixture.root().to_path_buf();
-    let ports = Ports {
-        emulator: free_port(),
-        http: free_port(),
-        downstream: free_port(),
-    };
-    write_environment(&fixture, "e2e", &ports, 10);
-    fixture.commit();
-    // Whatever happens below, stop what `up` started.
-    let _down = Down(root.clone(), "e2e");
-    let (mut up, host_log) = start_up(&root, "e2e", &artifacts);
+    let mut platform = Platform::start("e2e", 10);
+    let root = platform.root.clone();
+    let artifacts = platform.artifacts.clone();
+    let ports = &platform.ports;
 
     // A second `up` while this one runs says so.
     let second = provisioner()
@@ -669,7 +702,7 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         .expect("down runs");
     assert!(down.status.success());
     assert!(String::from_utf8_lossy(&down.stdout).contains("Stopped function host"));
-    let _ = up.wait();
+    let _ = platform.up.wait();
     let leftovers = processes_mentioning(&root.display().to_string());
     assert!(leftovers.is_empty(), "processes left behind: {leftovers:?}");
     assert!(!emulator::is_answering(&format!(
@@ -677,7 +710,7 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         ports.emulator
     )));
     std::thread::sleep(Duration::from_millis(200));
-    let host_log = log_text(&host_log);
+    let host_log = log_text(&platform.host_log);
     assert!(
         host_log.contains("functions restarted from what is deployed (traffic stopped at"),
         "{host_log}"
@@ -687,21 +720,12 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
 
 #[test]
 fn dead_letters_and_failed_records_are_synced_again_with_redrive_and_replay() {
-    let _one = ONE_PLATFORM.lock().unwrap_or_else(|e| e.into_inner());
-    let artifacts = built_functions();
-    let fixture = Fixture::new();
-    let root = fixture.root().to_path_buf();
-    let ports = Ports {
-        emulator: free_port(),
-        http: free_port(),
-        downstream: free_port(),
-    };
     // One failed delivery dead-letters a message (it comes back after the worker's
     // 30 s backoff, its second receive moves it).
-    write_environment(&fixture, "ops", &ports, 1);
-    fixture.commit();
-    let _down = Down(root.clone(), "ops");
-    let (mut up, host_log) = start_up(&root, "ops", &artifacts);
+    let mut platform = Platform::start("ops", 1);
+    let root = platform.root.clone();
+    let ports = &platform.ports;
+    let host_log = platform.host_log.clone();
     let emulator = Emulator::connect(ports.emulator);
     let downstream = format!("http://127.0.0.1:{}", ports.downstream);
     let run = |args: &[&str]| -> Value {
@@ -839,5 +863,5 @@ fn dead_letters_and_failed_records_are_synced_again_with_redrive_and_replay() {
         .output()
         .expect("down runs");
     assert!(down.status.success());
-    let _ = up.wait();
+    let _ = platform.up.wait();
 }
