@@ -638,6 +638,16 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
         String::from_utf8_lossy(&stopped.stdout),
         String::from_utf8_lossy(&stopped.stderr)
     );
+    // The host picks the change up within its follow period; wait until it has.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log_text(&platform.host_log).contains("(traffic stopped at") {
+        assert!(
+            Instant::now() < deadline,
+            "the host never restarted the functions after traffic stopped: {}",
+            log_text(&platform.host_log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let feed = sent_dir.path().join("hris-after-stop.json");
     std::fs::write(
         &feed,
@@ -645,7 +655,7 @@ fn the_local_platform_syncs_a_feed_end_to_end() {
             .expect("JSON"),
     )
     .expect("write feed");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let refused = loop {
         let output = provisioner()
             .arg("--root")

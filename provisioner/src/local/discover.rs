@@ -44,7 +44,7 @@ impl EmulatorClients {
 }
 
 /// One deployed function, as the emulator describes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeployedFunction {
     /// Short name: `ingest`, `worker`, `reconciler`.
     pub name: String,
@@ -58,7 +58,7 @@ pub struct DeployedFunction {
 }
 
 /// The SQS event source of the worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueSource {
     pub function: String,
     pub queue_arn: String,
@@ -72,7 +72,7 @@ pub struct QueueSource {
 }
 
 /// The HTTP route in front of ingest.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRoute {
     pub function: String,
     /// `POST /integrations/{source}/records`
@@ -80,7 +80,7 @@ pub struct HttpRoute {
 }
 
 /// The reconciler's schedule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleSource {
     pub function: String,
     pub rule_arn: String,
@@ -91,7 +91,7 @@ pub struct ScheduleSource {
 }
 
 /// Everything the function host needs from the deployment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
     pub functions: Vec<DeployedFunction>,
     pub queue: QueueSource,

@@ -140,9 +140,10 @@ impl Host {
     }
 
     /// Follows the deployment: when the compute stack changes (a deploy, a decommission
-    /// stopping traffic) the functions are started again from what is now deployed; when
-    /// it is gone they are stopped and the ingest route closes. Returns only on an error
-    /// that stops the host.
+    /// stopping traffic) and with it what a function runs (code, configuration, event
+    /// sources), the functions are started again from what is now deployed; when the
+    /// stack is gone they are stopped and the ingest route closes. Returns only on an
+    /// error that stops the host.
     pub async fn follow(&mut self) -> Result<(), LocalError> {
         loop {
             tokio::time::sleep(FOLLOW_EVERY).await;
@@ -169,7 +170,21 @@ impl Host {
             if fingerprint.contains("_IN_PROGRESS") {
                 continue; // wait until the stack is settled
             }
-            match self.restart().await {
+            let deployment = match discover::discover(&self.clients, &self.env).await {
+                Ok(deployment) => deployment,
+                Err(error) => {
+                    eprintln!("[host] the compute stack changed but cannot be read back: {error}");
+                    self.fingerprint = Some(fingerprint);
+                    continue;
+                }
+            };
+            if self.functions.is_some() && deployment == self.info.deployment {
+                // An update that left every function as it was (a log group, an alarm):
+                // as on Lambda, running instances are not replaced.
+                self.fingerprint = Some(fingerprint);
+                continue;
+            }
+            match self.restart(deployment).await {
                 Ok(()) => {
                     self.fingerprint = Some(fingerprint);
                     let stopped = self
@@ -202,8 +217,7 @@ impl Host {
         }
     }
 
-    async fn restart(&mut self) -> Result<(), LocalError> {
-        let deployment = discover::discover(&self.clients, &self.env).await?;
+    async fn restart(&mut self, deployment: Deployment) -> Result<(), LocalError> {
         if let Some(functions) = self.functions.take() {
             functions.stop(RESTART_GRACE).await;
         }
