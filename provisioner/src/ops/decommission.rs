@@ -38,13 +38,11 @@ use crate::deploy::setup::TRAFFIC_STOPPED_PARAMETER;
 use crate::deploy::stacks::{self, DeployedStack};
 use crate::deploy::{DeployError, PollSettings, StackSpec, RELEASE_TAG};
 use crate::error::Error;
+use crate::ops::replay::BY_STATE_INDEX;
 use crate::release::deployments::{
     format_time, now, parse_time, DecommissionState, Deployments, HistoryEntry, LockHolder,
 };
 use crate::release::rollout;
-
-/// The ledger index by state shard (see `sync_core::ledger`).
-const BY_STATE_INDEX: &str = "by-state-shard";
 
 /// The phases, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -358,10 +356,13 @@ pub async fn run(
 ) -> Result<DecommissionReport, Error> {
     let env = &target.env.name;
     let deployments = target.deployments();
-    let running =
-        crate::release::deployments::or_not_bootstrapped(deployments.state(env).await, target.env)?
-            .and_then(|s| s.release);
-    let state = deployments.decommission(env).await?.unwrap_or_default();
+    // The environment's state and its decommission record, in one read.
+    let (env_state, decommission) = crate::release::deployments::or_not_bootstrapped(
+        deployments.state_and_decommission(env).await,
+        target.env,
+    )?;
+    let running = env_state.and_then(|s| s.release);
+    let state = decommission.unwrap_or_default();
     let mut report = DecommissionReport {
         env: env.clone(),
         dry_run: request.dry_run,

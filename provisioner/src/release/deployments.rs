@@ -823,14 +823,6 @@ impl Deployments {
         Ok(())
     }
 
-    /// `env`'s decommission record, if one was started.
-    pub async fn decommission(&self, env: &str) -> Result<Option<DecommissionState>, Error> {
-        Ok(self
-            .get(env, DECOMMISSION)
-            .await?
-            .map(|item| DecommissionState::from_item(&item)))
-    }
-
     /// Writes `env`'s decommission record and the history entry of the step that
     /// advanced it, in one write, while `owner_id` holds the lock.
     pub async fn record_decommission(
