@@ -1,5 +1,7 @@
-//! `provisioner lint`: render in memory, run the built-in checks, then cfn-lint (when it
-//! is installed) over the rendered templates. Any error or warning fails the command.
+//! `provisioner lint`: render in memory, run the built-in checks and the policy rules of
+//! `stacks/policies/` (in-process, over all of an environment's stacks at once), then
+//! cfn-lint (when it is installed) over the rendered templates. Any error, warning or
+//! policy violation fails the command; waivers are listed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use crate::exit::Exit;
 use crate::output::{write_json, write_text};
 use crate::project::Project;
 use crate::render::checks::Finding;
+use crate::render::policy::{PolicyReport, POLICY_RULE};
 use crate::render::Renderer;
 
 use super::render::{for_each_environment, selected, write_environment};
@@ -41,6 +44,8 @@ impl LintMessage {
 struct EnvironmentLint {
     env: String,
     findings: Vec<Finding>,
+    /// The policy rules' outcome (their violations are also in `findings`).
+    policy: PolicyReport,
     cfn_lint: Option<Vec<LintMessage>>,
 }
 
@@ -141,6 +146,7 @@ pub fn run(
         let env = renderer.load_environment(project, name)?;
         let rendered = renderer.render(&env)?;
         let findings = rendered.findings.clone();
+        let policy = rendered.policy.clone();
         let dir = project.root().join("build").join(".lint").join(name);
         let manifest = write_environment(
             &rendered,
@@ -167,12 +173,11 @@ pub fn run(
         Ok(EnvironmentLint {
             env: name.to_string(),
             findings,
+            policy,
             cfn_lint: cfn,
         })
     })?;
-    let failed = results.iter().any(|result| {
-        !result.findings.is_empty() || result.cfn_lint.iter().flatten().any(LintMessage::fails)
-    });
+    let failed = results.iter().any(EnvironmentLint::failed);
     match format {
         OutputFormat::Json => write_json(out, &results)?,
         OutputFormat::Text => {
@@ -181,23 +186,33 @@ pub fn run(
                     Some(messages) => format!("cfn-lint: {} messages", messages.len()),
                     None => "cfn-lint: not run".to_string(),
                 };
-                let verdict = if result.findings.is_empty()
-                    && !result.cfn_lint.iter().flatten().any(LintMessage::fails)
-                {
-                    "ok"
-                } else {
-                    "FAILED"
-                };
+                let verdict = if result.failed() { "FAILED" } else { "ok" };
                 write_text(
                     out,
                     &format!(
-                        "{}: {verdict} (built-in checks: {} findings; {linted})",
+                        "{}: {verdict} (built-in checks: {} findings; policy rules: {} violations of {} rules, {} waivers; {linted})",
                         result.env,
-                        result.findings.len()
+                        result
+                            .findings
+                            .iter()
+                            .filter(|finding| finding.rule != POLICY_RULE)
+                            .count(),
+                        result.policy.violations.len(),
+                        result.policy.rules,
+                        result.policy.waivers.len(),
                     ),
                 )?;
                 for finding in &result.findings {
                     write_text(out, &format!("  {finding}"))?;
+                }
+                for waiver in &result.policy.waivers {
+                    write_text(
+                        out,
+                        &format!(
+                            "  waiver[{}] stack `{}` resource `{}`: {}",
+                            waiver.rule, waiver.stack, waiver.resource, waiver.reason
+                        ),
+                    )?;
                 }
                 for message in result.cfn_lint.iter().flatten() {
                     write_text(
@@ -216,6 +231,12 @@ pub fn run(
     } else {
         Exit::Success
     })
+}
+
+impl EnvironmentLint {
+    fn failed(&self) -> bool {
+        !self.findings.is_empty() || self.cfn_lint.iter().flatten().any(LintMessage::fails)
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,13 @@ pub struct Alarms {
     pub function_throttles: u32,
     pub dynamodb_throttles: u32,
     pub api_5xx: u32,
+    /// Alarm when ingest refuses more requests than this per period for their
+    /// signature or credentials (a misconfigured source, or someone probing).
+    #[serde(default = "default_unauthorized_requests")]
+    pub unauthorized_requests: u32,
+    /// Alarm when the worker's pushes fail more often than this per period.
+    #[serde(default = "default_downstream_errors")]
+    pub downstream_errors: u32,
     /// Minutes CloudFormation keeps watching the deploy-health alarm (the rollback
     /// trigger) after a stack update finishes, rolling the update back if it fires
     /// (0 to 180; 0 watches only during the update).
@@ -249,6 +256,14 @@ fn default_hold() -> DurationText {
 
 fn default_rollback_monitoring_minutes() -> u32 {
     5
+}
+
+fn default_unauthorized_requests() -> u32 {
+    10
+}
+
+fn default_downstream_errors() -> u32 {
+    20
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,8 @@ pub struct Names {
     pub ledger_table: String,
     pub queue: String,
     pub dead_letter_queue: String,
+    /// Where the reconciler's asynchronous invocations go when they fail for good.
+    pub reconciler_failures_queue: String,
     pub alarm_topic: String,
     pub dashboard: String,
     /// The composite alarm every stack update carries as its rollback trigger and the
@@ -81,6 +83,7 @@ impl Names {
             ledger_table: format!("{prefix}-ledger"),
             queue: format!("{prefix}-records"),
             dead_letter_queue: format!("{prefix}-records-dlq"),
+            reconciler_failures_queue: format!("{prefix}-reconciler-failures"),
             alarm_topic: format!("{prefix}-alarms"),
             dashboard: prefix.clone(),
             deploy_health_alarm: format!("{prefix}-deploy-health"),
@@ -132,6 +135,7 @@ impl Names {
             limit("DynamoDB table name", &self.ledger_table, 255),
             limit("SQS queue name", &self.queue, 80),
             limit("SQS queue name", &self.dead_letter_queue, 80),
+            limit("SQS queue name", &self.reconciler_failures_queue, 80),
             limit("SNS topic name", &self.alarm_topic, 256),
             limit("CloudWatch dashboard name", &self.dashboard, 255),
             limit("CloudWatch alarm name", &self.deploy_health_alarm, 255),

@@ -253,6 +253,22 @@ impl HttpUrl {
     }
 }
 
+impl Schedule {
+    /// Seconds between two runs of a `rate(...)` schedule; `None` for a cron expression.
+    pub fn interval_seconds(&self) -> Option<u64> {
+        let inner = self.as_str().strip_prefix("rate(")?.strip_suffix(')')?;
+        let mut parts = inner.split_whitespace();
+        let count: u64 = parts.next()?.parse().ok()?;
+        let unit = match parts.next()?.trim_end_matches('s') {
+            "minute" => 60,
+            "hour" => 3_600,
+            "day" => 86_400,
+            _ => return None,
+        };
+        Some(count * unit)
+    }
+}
+
 fn check_schedule(value: &str) -> Result<(), String> {
     let help = "write `rate(5 minutes)`, `rate(1 hour)` or a six-field `cron(0/15 * * * ? *)`";
     if let Some(inner) = value

@@ -9,6 +9,16 @@ use crate::config::Environment;
 use crate::deploy::DeployError;
 use crate::error::Error;
 
+/// How heartbeat alarms end their names: they fire on the absence of a metric (missing
+/// data is breaching), so they say nothing about whether a deploy broke something, and a
+/// new environment starts with them firing until the first scheduled run.
+pub const HEARTBEAT_SUFFIX: &str = "-heartbeat";
+
+/// Whether `name` is a heartbeat alarm (see [`HEARTBEAT_SUFFIX`]).
+pub fn is_heartbeat(name: &str) -> bool {
+    name.ends_with(HEARTBEAT_SUFFIX)
+}
+
 /// One alarm in the ALARM state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FiringAlarm {

@@ -111,7 +111,8 @@ impl BakeReport {
     }
 }
 
-/// Splits firing alarms into those that entered ALARM since `since` and the others.
+/// Splits firing alarms into those that entered ALARM since `since` and the others
+/// (heartbeat alarms, which fire on an absence, always count as the others).
 pub fn split_by_start(
     firing: Vec<FiringAlarm>,
     since: SystemTime,
@@ -122,9 +123,9 @@ pub fn split_by_start(
         .unwrap_or_default();
     // An alarm without a timestamp is counted as new: better a needless rollback than a
     // broken release left running.
-    firing
-        .into_iter()
-        .partition(|alarm| alarm.since_epoch.is_none_or(|at| at >= since))
+    firing.into_iter().partition(|alarm| {
+        !alarms::is_heartbeat(&alarm.name) && alarm.since_epoch.is_none_or(|at| at >= since)
+    })
 }
 
 /// Watches `env` as `request` says.
@@ -395,12 +396,13 @@ mod tests {
                 alarm("at-start", Some(1_000)),
                 alarm("after", Some(1_500)),
                 alarm("unknown", None),
+                alarm("app-dev-reconciler-heartbeat", Some(1_500)),
             ],
             start,
         );
         let names = |v: &[FiringAlarm]| v.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&new), ["at-start", "after", "unknown"]);
-        assert_eq!(names(&old), ["before"]);
+        assert_eq!(names(&old), ["before", "app-dev-reconciler-heartbeat"]);
     }
 
     #[test]

@@ -186,6 +186,11 @@ pub struct ObservabilityContext {
     pub function_throttles: u32,
     pub dynamodb_throttles: u32,
     pub api_5xx: u32,
+    pub unauthorized_requests: u32,
+    pub downstream_errors: u32,
+    /// The reconciler's heartbeat window: three runs of its schedule (a day at most, and
+    /// a day for a cron schedule), rounded up to whole minutes.
+    pub heartbeat_period_seconds: u64,
     pub tables: Vec<TableRef>,
     /// Dashboard JSON for `Fn::Sub` (uses `${AWS::Region}` and `${ApiId}`).
     pub dashboard_body: String,
@@ -398,10 +403,27 @@ pub fn build(
             function_throttles: s.alarms.function_throttles,
             dynamodb_throttles: s.alarms.dynamodb_throttles,
             api_5xx: s.alarms.api_5xx,
+            unauthorized_requests: s.alarms.unauthorized_requests,
+            downstream_errors: s.alarms.downstream_errors,
+            heartbeat_period_seconds: heartbeat_period_seconds(
+                s.functions
+                    .reconciler
+                    .schedule
+                    .as_ref()
+                    .and_then(|schedule| schedule.interval_seconds()),
+            ),
             common,
         }),
         _ => return None,
     })
+}
+
+/// Three runs of the schedule, at least five minutes and at most a day (CloudWatch's
+/// longest evaluation window for one period), in whole minutes; a day when the schedule
+/// is a cron expression (its interval is not fixed).
+fn heartbeat_period_seconds(interval_seconds: Option<u64>) -> u64 {
+    let window = interval_seconds.map_or(86_400, |interval| interval * 3);
+    window.div_ceil(60).clamp(5, 1_440) * 60
 }
 
 fn network(common: Common, s: &Settings) -> NetworkContext {

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod context;
 pub mod dashboard;
 pub mod functions;
+pub mod policy;
 
 use std::collections::BTreeMap;
 
@@ -44,6 +45,8 @@ pub enum RenderError {
         #[source]
         source: tera::Error,
     },
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
 }
 
 /// Tera's own message is only the top of the story: the cause is in the chain.
@@ -69,6 +72,7 @@ impl RenderError {
             RenderError::UnknownStack { .. } => Some(
                 "add a context for it in provisioner/src/render/context.rs, or remove it from stacks/stacks.yaml".into(),
             ),
+            RenderError::Policy(error) => Some(error.help()),
             _ => None,
         }
     }
@@ -101,8 +105,11 @@ pub struct RenderedEnvironment {
     /// The bootstrap stack of the environment's account and region (deployed by
     /// `provisioner bootstrap`, not by `deploy`).
     pub bootstrap: RenderedStack,
-    /// What the checks found in the rendered templates; empty when they are sound.
+    /// What the checks and the policy rules found in the rendered templates; empty when
+    /// they are sound.
     pub findings: Vec<checks::Finding>,
+    /// The policy rules' outcome: their violations (also in `findings`) and the waivers.
+    pub policy: policy::PolicyReport,
 }
 
 /// Templates, stack catalog and function manifest, loaded once and rendered many times.
@@ -111,6 +118,7 @@ pub struct Renderer {
     tera: tera::Tera,
     catalog: Catalog,
     functions: Vec<FunctionSpec>,
+    policies: policy::Policies,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -144,11 +152,20 @@ impl Renderer {
                 file: "stacks/".into(),
                 source,
             })?;
+        let policies = policy::Policies::load(&project.stacks_dir().join("policies"), |path| {
+            project.display_path(path)
+        })?;
         Ok(Self {
             tera,
             catalog,
             functions,
+            policies,
         })
+    }
+
+    /// The policy rules every rendered environment is checked against.
+    pub fn policies(&self) -> &policy::Policies {
+        &self.policies
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -205,6 +222,24 @@ impl Renderer {
                 .cloned()
                 .unwrap_or_default();
         }
+        // The policy rules over every stack of the environment at once; a violation is a
+        // finding like any other (nothing that breaks a rule is deployed).
+        let facts = policy::EnvironmentFacts {
+            name: env.name.clone(),
+            emulated: env.settings.endpoint_url.is_some(),
+            retain_stateful_resources: env.settings.retain_stateful_resources,
+        };
+        let bodies: Vec<policy::StackBody<'_>> = std::iter::once(&bootstrap)
+            .chain(&stacks)
+            .map(|stack| policy::StackBody {
+                id: &stack.id,
+                body: &stack.body,
+            })
+            .collect();
+        let policy = self.policies.evaluate(&facts, &bodies)?;
+        checked
+            .findings
+            .extend(policy.violations.iter().map(policy::Violation::finding));
         let config_json = serde_json::to_vec(&env.settings).unwrap_or_default();
         Ok(RenderedEnvironment {
             env: env.name.clone(),
@@ -212,6 +247,7 @@ impl Renderer {
             stacks,
             bootstrap,
             findings: checked.findings,
+            policy,
         })
     }
 
