@@ -23,6 +23,12 @@ pub struct Ci {
     /// environment's deploy role; without it the environment has no deploy role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_from: Option<DeployFrom>,
+    /// The GitHub environments or branches whose runs may read this environment to
+    /// promote what it runs into another account (`promote --from <this env>
+    /// --from-profile ...`): the bootstrap stack gives them a read-only role,
+    /// `<app>-<env>-promotion-source`. Needs `deploy_from`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub promotion_readers: Vec<DeployFrom>,
 }
 
 /// The repository whose workflows deploy the app.
@@ -214,7 +220,7 @@ impl TryFrom<String> for DeployFrom {
                     return Ok(Self::Environment(name.to_string()));
                 }
                 Err(invalid(
-                    format!("`{name}` is not a usable GitHub environment name in deploy_from"),
+                    format!("`{name}` is not a usable GitHub environment name"),
                     DEPLOY_FROM_HELP,
                 ))
             }
@@ -229,7 +235,7 @@ impl TryFrom<String> for DeployFrom {
                     return Ok(Self::Branch(name.to_string()));
                 }
                 Err(invalid(
-                    format!("`{name}` is not a usable branch name in deploy_from"),
+                    format!("`{name}` is not a usable branch name"),
                     DEPLOY_FROM_HELP,
                 ))
             }

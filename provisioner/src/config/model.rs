@@ -59,6 +59,34 @@ pub struct Network {
     pub subnets: Vec<ZoneSubnets>,
     #[serde(default)]
     pub interface_endpoints: Vec<InterfaceEndpoint>,
+    /// VPC flow logs into a log group of the observability stack (encrypted with the
+    /// environment's key); none without this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
+}
+
+/// What the VPC's flow logs record and how long they are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogs {
+    /// `ALL`, `ACCEPT` or `REJECT` traffic.
+    #[serde(default = "default_flow_log_traffic")]
+    pub traffic: FlowLogTraffic,
+    /// Days the flow log group keeps them (one of CloudWatch Logs' retention values).
+    pub retention_days: u32,
+}
+
+/// Which traffic a flow log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FlowLogTraffic {
+    All,
+    Accept,
+    Reject,
+}
+
+fn default_flow_log_traffic() -> FlowLogTraffic {
+    FlowLogTraffic::All
 }
 
 /// The private and public subnet of one availability zone.

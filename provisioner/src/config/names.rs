@@ -30,6 +30,8 @@ pub struct Names {
     pub metrics_namespace: String,
     /// The role CI assumes (through GitHub's OIDC provider) to deploy this environment.
     pub deploy_role: String,
+    /// The read-only role the runs of `ci.promotion_readers` assume to promote from here.
+    pub promotion_source_role: String,
     /// What the bootstrap stack of this account and region holds (shared by every
     /// environment of the app deployed there).
     pub bootstrap: BootstrapNames,
@@ -98,6 +100,7 @@ impl Names {
             bootstrap: BootstrapNames::new(app, account_id, region),
             metrics_namespace: format!("{app}/{env}"),
             deploy_role: format!("{prefix}-deploy"),
+            promotion_source_role: format!("{prefix}-promotion-source"),
             prefix,
         }
     }
@@ -146,6 +149,7 @@ impl Names {
             limit("S3 bucket name", &self.bootstrap.artifact_bucket, 63),
             limit("IAM role name", &self.bootstrap.execution_role, 64),
             limit("IAM role name", &self.deploy_role, 64),
+            limit("IAM role name", &self.promotion_source_role, 64),
             limit("CloudFormation stack name", &self.bootstrap.stack, 128),
         ];
         for stack in stacks {

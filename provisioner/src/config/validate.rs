@@ -86,6 +86,27 @@ pub fn validate(env: &str, settings: &Settings, stacks: &[&str]) -> Vec<Finding>
 
 fn ci(c: &mut Collector, s: &Settings) {
     let Some(ci) = &s.ci else { return };
+    if !ci.promotion_readers.is_empty() && ci.deploy_from.is_none() {
+        c.push(
+            key("ci.promotion_readers"),
+            "promotion readers are set, but the environment has no `ci.deploy_from`: CI \
+             does not deploy it, so nothing would be promoted from it",
+            "set `ci.deploy_from` (e.g. environment:dev), or remove `ci.promotion_readers`",
+        );
+    }
+    if let Some(own) = &ci.deploy_from {
+        if ci.promotion_readers.contains(own) {
+            c.push(
+                key("ci.promotion_readers"),
+                format!(
+                    "`{}` is the environment's own `deploy_from`: its deploy role reads it already",
+                    String::from(own.clone())
+                ),
+                "list only the GitHub environments of the environments this one is promoted to \
+                 (e.g. environment:staging)",
+            );
+        }
+    }
     if let Some(account) = ci.github.oidc_provider.existing_account() {
         if account != s.account_id.as_str() {
             c.push(
@@ -342,8 +363,7 @@ fn tables(c: &mut Collector, s: &Settings) {
     );
 }
 
-fn observability(c: &mut Collector, s: &Settings) {
-    let days = s.logs.retention_days;
+fn retention(c: &mut Collector, days: u32, path: &str) {
     if !LOG_RETENTION_DAYS.contains(&days) {
         let nearest = LOG_RETENTION_DAYS
             .iter()
@@ -351,7 +371,7 @@ fn observability(c: &mut Collector, s: &Settings) {
             .copied()
             .unwrap_or(30);
         c.push(
-            key("logs.retention_days"),
+            key(path),
             format!("CloudWatch Logs does not accept a retention of {days} days"),
             format!(
                 "use one of {} (nearest: {nearest})",
@@ -361,6 +381,17 @@ fn observability(c: &mut Collector, s: &Settings) {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+        );
+    }
+}
+
+fn observability(c: &mut Collector, s: &Settings) {
+    retention(c, s.logs.retention_days, "logs.retention_days");
+    if let Some(flow_logs) = &s.network.flow_logs {
+        retention(
+            c,
+            flow_logs.retention_days,
+            "network.flow_logs.retention_days",
         );
     }
     let period = s.alarms.period_seconds;

@@ -48,7 +48,14 @@ impl AwsClients {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(target.region.clone()));
         if let Some(profile) = profile {
-            loader = loader.profile_name(profile);
+            // The profile's own credentials, even when the environment holds others (CI
+            // exports the target's credentials as variables, which the default chain
+            // would prefer).
+            loader = loader.profile_name(profile).credentials_provider(
+                aws_config::profile::ProfileFileCredentialsProvider::builder()
+                    .profile_name(profile)
+                    .build(),
+            );
         }
         if let Some(url) = &target.endpoint_url {
             loader = loader.endpoint_url(url);

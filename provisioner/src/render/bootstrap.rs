@@ -54,6 +54,10 @@ pub struct CiContext {
     pub audience: &'static str,
     /// The only `sub` claim the trust policy admits.
     pub subject: String,
+    /// The `sub` claims the promotion-source role admits (`ci.promotion_readers`);
+    /// without any, there is no such role.
+    pub reader_subjects: Vec<String>,
+    pub promotion_source_role: String,
     pub repository: String,
     pub deploy_role: String,
     /// `{app}-{env}`: the environment's stacks, alarms and secrets start with it.
@@ -102,6 +106,12 @@ fn ci_context(env: &Environment) -> Option<CiContext> {
         oidc_host: GITHUB_OIDC_HOST,
         audience: GITHUB_OIDC_AUDIENCE,
         subject: deploy_from.subject(&github.owner, &github.repo),
+        reader_subjects: ci
+            .promotion_readers
+            .iter()
+            .map(|reader| reader.subject(&github.owner, &github.repo))
+            .collect(),
+        promotion_source_role: env.names.promotion_source_role.clone(),
         repository: format!("{}/{}", github.owner, github.repo),
         deploy_role: env.names.deploy_role.clone(),
         prefix: env.names.prefix.clone(),

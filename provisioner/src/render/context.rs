@@ -191,9 +191,20 @@ pub struct ObservabilityContext {
     /// The reconciler's heartbeat window: three runs of its schedule (a day at most, and
     /// a day for a cron schedule), rounded up to whole minutes.
     pub heartbeat_period_seconds: u64,
+    /// The VPC's flow logs, when the environment asks for them.
+    pub flow_logs: Option<FlowLogsContext>,
     pub tables: Vec<TableRef>,
     /// Dashboard JSON for `Fn::Sub` (uses `${AWS::Region}` and `${ApiId}`).
     pub dashboard_body: String,
+}
+
+/// The VPC's flow logs: what they record, their log group and its retention.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowLogsContext {
+    pub traffic: String,
+    pub log_group: String,
+    pub retention_days: u32,
+    pub role_name: String,
 }
 
 /// A table the observability stack watches.
@@ -405,6 +416,21 @@ pub fn build(
             api_5xx: s.alarms.api_5xx,
             unauthorized_requests: s.alarms.unauthorized_requests,
             downstream_errors: s.alarms.downstream_errors,
+            flow_logs: s
+                .network
+                .flow_logs
+                .as_ref()
+                .map(|flow_logs| FlowLogsContext {
+                    traffic: match flow_logs.traffic {
+                        crate::config::model::FlowLogTraffic::All => "ALL",
+                        crate::config::model::FlowLogTraffic::Accept => "ACCEPT",
+                        crate::config::model::FlowLogTraffic::Reject => "REJECT",
+                    }
+                    .to_string(),
+                    log_group: format!("/aws/vpc/{}-flow-logs", env.names.prefix),
+                    retention_days: flow_logs.retention_days,
+                    role_name: format!("{}-flow-logs", env.names.prefix),
+                }),
             heartbeat_period_seconds: heartbeat_period_seconds(
                 s.functions
                     .reconciler

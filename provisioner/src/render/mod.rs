@@ -228,6 +228,7 @@ impl Renderer {
             name: env.name.clone(),
             emulated: env.settings.endpoint_url.is_some(),
             retain_stateful_resources: env.settings.retain_stateful_resources,
+            flow_logs: env.settings.network.flow_logs.is_some(),
         };
         let bodies: Vec<policy::StackBody<'_>> = std::iter::once(&bootstrap)
             .chain(&stacks)

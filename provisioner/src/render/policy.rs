@@ -7,7 +7,7 @@
 //! unique across an environment's stacks; a duplicate is reported) in CloudFormation's
 //! long form (`!GetAtt A.B` becomes `{"Fn::GetAtt": ["A", "B"]}`), plus `Environment`: the
 //! facts of the environment's configuration a rule may depend on (`Name`, `Emulated`,
-//! `RetainStatefulResources`).
+//! `RetainStatefulResources`, `FlowLogs`).
 //!
 //! Each [`Violation`] names the rule, the policy file, the stack, the resource and the fix
 //! (the rule's custom message). A resource waives a rule for itself with
@@ -78,6 +78,8 @@ pub struct EnvironmentFacts {
     pub name: String,
     pub emulated: bool,
     pub retain_stateful_resources: bool,
+    /// The environment asks for VPC flow logs (`network.flow_logs`).
+    pub flow_logs: bool,
 }
 
 /// One rule a resource breaks.
@@ -247,6 +249,7 @@ impl Policies {
                 "Name": facts.name,
                 "Emulated": facts.emulated,
                 "RetainStatefulResources": facts.retain_stateful_resources,
+                "FlowLogs": facts.flow_logs,
             },
             "Resources": Value::Object(resources),
         });

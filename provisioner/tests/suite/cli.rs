@@ -204,7 +204,7 @@ fn lint_without_cfn_lint_runs_the_built_in_checks_and_says_how_to_install_it() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "dev: ok (built-in checks: 0 findings; policy rules: 0 violations of 22 rules, 3 waivers; cfn-lint: not run)",
+            "dev: ok (built-in checks: 0 findings; policy rules: 0 violations of 23 rules, 3 waivers; cfn-lint: not run)",
         ))
         .stderr(predicate::str::contains("cfn-lint is not installed"))
         .stderr(predicate::str::contains("pip install -r requirements.txt"));
@@ -229,10 +229,10 @@ fn cfn_lint_passes_on_every_environment() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "prod: ok (built-in checks: 0 findings; policy rules: 0 violations of 22 rules, 3 waivers; cfn-lint: 0 messages)",
+            "prod: ok (built-in checks: 0 findings; policy rules: 0 violations of 23 rules, 3 waivers; cfn-lint: 0 messages)",
         ))
         .stdout(predicate::str::contains(
-            "local: ok (built-in checks: 0 findings; policy rules: 0 violations of 22 rules, 2 waivers; cfn-lint: 0 messages)",
+            "local: ok (built-in checks: 0 findings; policy rules: 0 violations of 23 rules, 2 waivers; cfn-lint: 0 messages)",
         ));
 }
 

@@ -554,6 +554,42 @@ fn bad_ci_owner_repo_and_deploy_from_name_the_key_and_the_fix() {
 }
 
 #[test]
+fn promotion_readers_are_checked_like_deploy_from_and_need_it() {
+    // `local` has no `deploy_from`: nothing is promoted from an environment CI does not deploy.
+    let issue = one_issue("extends: local\nci:\n  github:\n    owner: example-org\n    repo: datasync\n    oidc_provider: create\n  promotion_readers: [environment:staging]\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.promotion_readers",
+        "no `ci.deploy_from`",
+        "set `ci.deploy_from`",
+    );
+    let issue = one_issue("extends: dev\nci:\n  promotion_readers: [environment:dev]\n");
+    assert_issue(
+        &issue,
+        "environments/test.yaml",
+        "ci.promotion_readers",
+        "the environment's own `deploy_from`",
+        "environment:staging",
+    );
+    let found = issues("extends: dev\nci:\n  promotion_readers: [\"environment:st*ging\"]\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].key.starts_with("ci.promotion_readers"),
+        "{}",
+        found[0]
+    );
+    assert!(
+        found[0]
+            .message
+            .contains("`st*ging` is not a usable GitHub environment name"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].help.contains("without wildcards"), "{}", found[0]);
+}
+
+#[test]
 fn an_existing_oidc_provider_of_another_account_is_refused() {
     let issue = one_issue(
         "extends: dev\nci:\n  github:\n    oidc_provider: \

@@ -28,6 +28,7 @@ fn render(fixture: &Fixture, env: &str) -> Rendered {
         name: env.to_string(),
         emulated: loaded.settings.endpoint_url.is_some(),
         retain_stateful_resources: loaded.settings.retain_stateful_resources,
+        flow_logs: loaded.settings.network.flow_logs.is_some(),
     };
     Rendered {
         renderer,
@@ -329,6 +330,12 @@ fn cases() -> Vec<Case> {
             "data",
             remove("LedgerTable", "DeletionPolicy"),
             ("data", "LedgerTable"),
+        ),
+        case(
+            "vpc_flow_logs_where_asked",
+            "observability",
+            remove_resource("VpcFlowLog"),
+            ("network", "Vpc"),
         ),
         case(
             "tables_protected_from_deletion",

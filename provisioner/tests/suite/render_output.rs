@@ -329,6 +329,64 @@ fn a_branch_and_an_existing_provider_change_only_the_subject_and_the_principal()
 }
 
 #[test]
+fn the_promotion_source_role_admits_only_the_environment_promoted_to_and_only_reads() {
+    let fixture = Fixture::new();
+    let rendered = render(&fixture, "dev");
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&rendered.bootstrap.body).expect("bootstrap is YAML");
+    let role = &template["Resources"]["PromotionSourceRole"]["Properties"];
+    assert_eq!(role["RoleName"], "datasync-dev-promotion-source");
+    let statements = role["AssumeRolePolicyDocument"]["Statement"]
+        .as_sequence()
+        .expect("statements");
+    assert_eq!(statements.len(), 1, "one way in: {statements:?}");
+    let only = &statements[0];
+    assert_eq!(only["Action"], "sts:AssumeRoleWithWebIdentity");
+    let federated = serde_yaml::to_string(&only["Principal"]["Federated"]).expect("yaml");
+    assert!(federated.contains("GitHubOidcProvider.Arn"), "{federated}");
+    let equals = &only["Condition"]["StringEquals"];
+    assert_eq!(equals.as_mapping().expect("StringEquals").len(), 2);
+    assert_eq!(
+        equals["token.actions.githubusercontent.com:sub"],
+        serde_yaml::Value::Sequence(vec!["repo:example-org/datasync:environment:staging".into()])
+    );
+    assert_eq!(
+        equals["token.actions.githubusercontent.com:aud"],
+        "sts.amazonaws.com"
+    );
+    // It reads: no action that writes, deletes or passes a role.
+    let mut actions = Vec::new();
+    for policy in role["Policies"].as_sequence().expect("policies") {
+        for statement in policy["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .expect("statements")
+        {
+            assert_eq!(statement["Effect"], "Allow");
+            match &statement["Action"] {
+                serde_yaml::Value::String(a) => actions.push(a.clone()),
+                serde_yaml::Value::Sequence(list) => {
+                    actions.extend(list.iter().map(|a| a.as_str().expect("action").to_string()))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let reads = ["Describe", "Get", "Query", "BatchGet", "Decrypt"];
+    for action in &actions {
+        let verb = action.split(':').nth(1).expect("service:Action");
+        assert!(
+            reads.iter().any(|r| verb.starts_with(r)),
+            "{action} is not a read"
+        );
+    }
+    assert!(actions.contains(&"dynamodb:BatchGetItem".to_string()));
+    assert!(actions.contains(&"s3:GetObject".to_string()));
+    // prod is promoted to, never from: it has no such role.
+    let prod = render(&fixture, "prod");
+    assert!(!prod.bootstrap.body.contains("PromotionSourceRole"));
+}
+
+#[test]
 fn an_environment_without_deploy_from_has_no_deploy_role() {
     let fixture = Fixture::new();
     let rendered = render(&fixture, "local");
