@@ -9,6 +9,12 @@
 //! facts of the environment's configuration a rule may depend on (`Name`, `Emulated`,
 //! `RetainStatefulResources`, `FlowLogs`).
 //!
+//! Each file is evaluated over the resources of the types it names (`'AWS::SQS::Queue'`,
+//! comments included): a rule selects what it is about by type, and leaving out the rest
+//! (subnets, routes, policies of other files' concern) is most of what keeps the
+//! evaluation fast. A file that names no type sees every resource. So a rule that looks
+//! at a type must name it somewhere in its file.
+//!
 //! Each [`Violation`] names the rule, the policy file, the stack, the resource and the fix
 //! (the rule's custom message). A resource waives a rule for itself with
 //! `Metadata: {"provisioner:waivers": [{rule: <rule>, reason: <why>}]}`; every waiver is
@@ -64,6 +70,9 @@ struct PolicyFile {
     name: String,
     text: String,
     rules: Vec<String>,
+    /// The resource types the file names: only resources of these types are in the
+    /// document it is evaluated over. `None` (every resource) when it names none.
+    types: Option<BTreeSet<String>>,
 }
 
 /// The loaded rules, evaluated once per environment.
@@ -138,6 +147,26 @@ pub struct StackBody<'a> {
     pub body: &'a str,
 }
 
+/// Every `AWS::Service::Type` a rules file names (comments included: naming a type
+/// more only keeps more resources in the document).
+fn named_types(text: &str) -> BTreeSet<String> {
+    let mut types = BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("AWS::") {
+        let candidate = &rest[at..];
+        let end = candidate
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+            .unwrap_or(candidate.len());
+        let name = &candidate[..end];
+        let parts: Vec<&str> = name.split("::").collect();
+        if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && !p.contains(':')) {
+            types.insert(name.to_string());
+        }
+        rest = &candidate[5..];
+    }
+    types
+}
+
 fn rule_names(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
@@ -182,10 +211,14 @@ impl Policies {
     pub fn from_sources(sources: Vec<(String, String)>) -> Result<Self, PolicyError> {
         let files: Vec<PolicyFile> = sources
             .into_iter()
-            .map(|(name, text)| PolicyFile {
-                rules: rule_names(&text),
-                name,
-                text,
+            .map(|(name, text)| {
+                let types = named_types(&text);
+                PolicyFile {
+                    rules: rule_names(&text),
+                    types: (!types.is_empty()).then_some(types),
+                    name,
+                    text,
+                }
             })
             .collect();
         if let Some(file) = files.iter().find(|file| file.rules.is_empty()) {
@@ -244,32 +277,46 @@ impl Policies {
                 resources.insert(id, resource);
             }
         }
-        let document = serde_json::json!({
-            "Environment": {
-                "Name": facts.name,
-                "Emulated": facts.emulated,
-                "RetainStatefulResources": facts.retain_stateful_resources,
-                "FlowLogs": facts.flow_logs,
-            },
-            "Resources": Value::Object(resources),
-        });
-        let content = document.to_string();
         let data_name = format!("environment {}", facts.name);
-        let mut found = BTreeSet::new();
+        let environment = serde_json::json!({
+            "Name": facts.name,
+            "Emulated": facts.emulated,
+            "RetainStatefulResources": facts.retain_stateful_resources,
+            "FlowLogs": facts.flow_logs,
+        });
+        let mut failures = Vec::new();
         for file in &self.files {
-            for (rule, resource, fix) in file.failures(&content, &data_name)? {
-                let stack = stack_of
-                    .get(&resource)
-                    .cloned()
-                    .unwrap_or_else(|| "-".into());
-                found.insert(Violation {
-                    rule,
-                    file: file.name.clone(),
-                    stack,
-                    resource,
-                    fix,
-                });
-            }
+            let seen: Map<String, Value> = resources
+                .iter()
+                .filter(|(_, resource)| {
+                    match (&file.types, resource.get("Type").and_then(Value::as_str)) {
+                        (Some(types), Some(kind)) => types.contains(kind),
+                        _ => true,
+                    }
+                })
+                .map(|(id, resource)| (id.clone(), resource.clone()))
+                .collect();
+            let content = serde_json::json!({
+                "Environment": environment,
+                "Resources": Value::Object(seen),
+            })
+            .to_string();
+            failures.extend(file.failures(&content, &data_name)?);
+        }
+        let file_of: BTreeMap<&str, &str> = self.rules().collect();
+        let mut found = BTreeSet::new();
+        for (rule, resource, fix) in failures {
+            let stack = stack_of
+                .get(&resource)
+                .cloned()
+                .unwrap_or_else(|| "-".into());
+            found.insert(Violation {
+                file: file_of.get(rule.as_str()).unwrap_or(&"-").to_string(),
+                rule,
+                stack,
+                resource,
+                fix,
+            });
         }
         // One violation per rule and resource: the first fix (in rule order) stands.
         let mut seen = BTreeSet::new();
@@ -608,6 +655,21 @@ mod tests {
         assert_eq!(props["C"], serde_json::json!({"Ref": "D"}));
         assert_eq!(props["E"], serde_json::json!({"Fn::Sub": "${F}"}));
         assert_eq!(props["G"], serde_json::json!(5));
+    }
+
+    #[test]
+    fn the_types_a_file_names_are_found_in_quotes_and_comments() {
+        let types = named_types(
+            "# every AWS::SQS::Queue\nlet q = Resources.*[ Type IN ['AWS::IAM::Role', \"AWS::IAM::ManagedPolicy\"] ]\nAWS::Bad AWS::: AWS::A::B::C",
+        );
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            [
+                "AWS::IAM::ManagedPolicy",
+                "AWS::IAM::Role",
+                "AWS::SQS::Queue"
+            ]
+        );
     }
 
     #[test]
