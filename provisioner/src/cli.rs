@@ -56,7 +56,8 @@ pub enum Command {
     Env(EnvCommand),
     /// Render every stack of an environment to CloudFormation templates.
     Render(RenderArgs),
-    /// Render and validate an environment's templates (render checks, then cfn-lint).
+    /// Render and validate an environment's templates: the built-in checks, the policy rules
+    /// of `stacks/policies/*.guard` (waivers listed), then cfn-lint.
     Lint(LintArgs),
     /// Build every function for Lambda's provided.al2023 runtime and zip it
     /// deterministically (`build/functions/`).
@@ -311,7 +312,7 @@ pub struct RenderArgs {
 pub struct LintArgs {
     #[command(flatten)]
     pub selection: EnvSelection,
-    /// Run only the built-in checks, even when cfn-lint is installed.
+    /// Run only the built-in checks and the policy rules, even when cfn-lint is installed.
     #[arg(long, conflicts_with = "require_cfn_lint")]
     pub no_cfn_lint: bool,
     /// Fail when cfn-lint is not installed instead of running only the built-in checks.

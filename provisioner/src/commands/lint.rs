@@ -138,7 +138,7 @@ pub fn run(
     }
     if cfn_lint.is_none() && !args.no_cfn_lint {
         eprintln!(
-            "warning: cfn-lint is not installed, so only the built-in checks ran.\n  help: {CFN_LINT_INSTALL}, or pip install cfn-lint"
+            "warning: cfn-lint is not installed, so only the built-in checks and the policy rules ran.\n  help: {CFN_LINT_INSTALL}, or pip install cfn-lint"
         );
     }
     let names = selected(project, &args.selection)?;
