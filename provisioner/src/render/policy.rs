@@ -167,6 +167,33 @@ fn named_types(text: &str) -> BTreeSet<String> {
     types
 }
 
+/// What one file's rules see (see the module doc).
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "Environment")]
+    environment: &'a Value,
+    #[serde(rename = "Resources")]
+    resources: OfTypes<'a>,
+}
+
+/// The resources of `types` (every one when `None`), serialized in place: each file's
+/// document is written without copying the resources it keeps.
+struct OfTypes<'a> {
+    resources: &'a Map<String, Value>,
+    types: Option<&'a BTreeSet<String>>,
+}
+
+impl Serialize for OfTypes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.resources.iter().filter(|(_, resource)| {
+            match (self.types, resource.get("Type").and_then(Value::as_str)) {
+                (Some(types), Some(kind)) => types.contains(kind),
+                _ => true,
+            }
+        }))
+    }
+}
+
 fn rule_names(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
@@ -286,21 +313,17 @@ impl Policies {
         });
         let mut failures = Vec::new();
         for file in &self.files {
-            let seen: Map<String, Value> = resources
-                .iter()
-                .filter(|(_, resource)| {
-                    match (&file.types, resource.get("Type").and_then(Value::as_str)) {
-                        (Some(types), Some(kind)) => types.contains(kind),
-                        _ => true,
-                    }
-                })
-                .map(|(id, resource)| (id.clone(), resource.clone()))
-                .collect();
-            let content = serde_json::json!({
-                "Environment": environment,
-                "Resources": Value::Object(seen),
+            let content = serde_json::to_string(&Document {
+                environment: &environment,
+                resources: OfTypes {
+                    resources: &resources,
+                    types: file.types.as_ref(),
+                },
             })
-            .to_string();
+            .map_err(|error| PolicyError::Rules {
+                file: file.name.clone(),
+                message: format!("the document for the rules does not serialize: {error}"),
+            })?;
             failures.extend(file.failures(&content, &data_name)?);
         }
         let file_of: BTreeMap<&str, &str> = self.rules().collect();
